@@ -1,0 +1,777 @@
+//! The pure conversation engine: `handle(flows, case, input, now)` gives the
+//! next case, the replies and the outcome records. No I/O, no clock, no
+//! randomness, so the same inputs always give the same transition and every
+//! path can be tested by playing messages through it.
+
+use std::collections::BTreeMap;
+
+use crate::button::ButtonRef;
+use crate::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Tried};
+use crate::flow::{Flow, Flows, Goto, Platform, Word};
+use crate::markup::{Markup, Template};
+use crate::matcher::Verdict;
+use crate::redact::redact;
+use crate::text::{has_words, sanitize, truncate};
+
+/// Tunables that are operations' business rather than content's.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Seconds without a message after which a case is closed.
+    pub idle_timeout: i64,
+    /// Bytes of a message that are matched; the rest is cut with a notice.
+    pub match_limit: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig { idle_timeout: 24 * 60 * 60, match_limit: 64 * 1024 }
+    }
+}
+
+/// Navigation the user can ask for at any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `/start`: greet, or show where an open case is.
+    Start,
+    /// `/help`.
+    Help,
+    /// `/back`: the previous step.
+    Back,
+    /// `/restart`: close the case and start over.
+    Restart,
+    /// `/skip`: leave this step without an answer.
+    Skip,
+    /// `/stop`: close the case.
+    Stop,
+    /// `/human`: hand the case to a person.
+    Human,
+}
+
+impl Command {
+    /// Parses `/name` or `/name@botname` (the rest of the line is ignored).
+    pub fn parse(text: &str) -> Option<Command> {
+        let word = text.trim().strip_prefix('/')?.split_whitespace().next()?;
+        let name = word.split('@').next()?.to_ascii_lowercase();
+        Some(match name.as_str() {
+            "start" => Command::Start,
+            "help" => Command::Help,
+            "back" => Command::Back,
+            "restart" => Command::Restart,
+            "skip" => Command::Skip,
+            "stop" | "cancel" => Command::Stop,
+            "human" | "person" => Command::Human,
+            _ => return None,
+        })
+    }
+}
+
+/// One thing the user did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A message: a paste, a description, a typed answer or a navigation word.
+    Text(String),
+    /// A button press, already verified to belong to this conversation.
+    Button(ButtonRef),
+    /// A navigation command.
+    Command(Command),
+}
+
+/// One message the bot sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The text.
+    pub body: Markup,
+    /// Button labels, in order; a press names its index.
+    pub choices: Vec<String>,
+    /// Low 32 bits of the case id the buttons belong to.
+    pub case: u32,
+    /// The case turn the buttons belong to.
+    pub turn: u32,
+}
+
+impl Reply {
+    /// Plain-text rendering with `[1] label` lines, as the console shows it.
+    pub fn to_plain(&self) -> String {
+        let mut text = self.body.to_plain();
+        for (index, label) in self.choices.iter().enumerate() {
+            text.push_str(&format!("\n[{}] {label}", index + 1));
+        }
+        text
+    }
+
+    /// The reference a press on choice `index` of this reply carries.
+    pub fn button(&self, index: usize) -> ButtonRef {
+        ButtonRef { case: self.case, turn: self.turn, choice: u8::try_from(index).unwrap_or(u8::MAX) }
+    }
+}
+
+/// What a person taking over needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// The case as it stood, with every step tried.
+    pub case: Case,
+    /// The summary shown to the user and to staff.
+    pub summary: Markup,
+}
+
+/// The result of handling one input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The case after the input; `None` when it ended or never opened.
+    pub case: Option<Case>,
+    /// Whether anything must be stored: the case or the outcome log changed.
+    pub changed: bool,
+    /// Messages to send, in order.
+    pub replies: Vec<Reply>,
+    /// A short notice for a refused button press, shown as a toast where the
+    /// platform has one; refused presses change nothing.
+    pub notice: Option<String>,
+    /// Records for the outcome log.
+    pub outcomes: Vec<OutcomeRecord>,
+    /// Set when the case was handed to a person.
+    pub handover: Option<Handover>,
+}
+
+/// Handles one input for one conversation.
+pub fn handle(
+    flows: &Flows,
+    config: &EngineConfig,
+    key: &ConversationKey,
+    case: Option<Case>,
+    input: Input,
+    now: i64,
+) -> Transition {
+    let start_turn = case.as_ref().map_or(0, |case| case.turn);
+    let mut run = Run {
+        flows,
+        config,
+        key,
+        now,
+        start_turn,
+        case,
+        replies: Vec::new(),
+        notice: None,
+        outcomes: Vec::new(),
+        handover: None,
+        changed: false,
+    };
+    run.expire_idle();
+    if run.reconcile() {
+        run.input(input);
+    }
+    run.finish()
+}
+
+/// What a choice on offer does, whatever the phase that offers it.
+#[derive(Debug, Clone)]
+enum Action {
+    Step(Goto),
+    Start(String),
+    Platform(Platform),
+    Person,
+    ShowAll,
+    Switch(String),
+    Stay,
+}
+
+/// The working state of one `handle` call.
+struct Run<'a> {
+    flows: &'a Flows,
+    config: &'a EngineConfig,
+    key: &'a ConversationKey,
+    now: i64,
+    start_turn: u32,
+    case: Option<Case>,
+    replies: Vec<Reply>,
+    notice: Option<String>,
+    outcomes: Vec<OutcomeRecord>,
+    handover: Option<Handover>,
+    changed: bool,
+}
+
+impl Run<'_> {
+    fn finish(self) -> Transition {
+        Transition {
+            case: self.case,
+            changed: self.changed,
+            replies: self.replies,
+            notice: self.notice,
+            outcomes: self.outcomes,
+            handover: self.handover,
+        }
+    }
+
+    // --- Inputs -----------------------------------------------------------
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Command(command) => self.command(command),
+            Input::Button(button) => self.press(button),
+            Input::Text(text) => self.text(&text),
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let messages = &self.flows.bot().messages;
+        match command {
+            Command::Start => match self.case {
+                Some(_) => {
+                    self.say(&messages.resumed, &[]);
+                    self.prompt();
+                }
+                None => self.say(&messages.greeting, &[]),
+            },
+            Command::Help => {
+                self.say(&messages.help, &[]);
+                self.prompt();
+            }
+            Command::Back => self.back(),
+            Command::Restart => {
+                self.close(Outcome::Abandoned);
+                self.say(&messages.restarted, &[]);
+                self.say(&messages.greeting, &[]);
+            }
+            Command::Skip => match self.position().filter(|_| self.at_step()) {
+                Some(at) => {
+                    self.leave(&at, Outcome::Skipped);
+                    self.say(&messages.skipped, &[]);
+                    self.enter_after(&at);
+                }
+                None => {
+                    self.say(&messages.nothing_to_skip, &[]);
+                    self.prompt();
+                }
+            },
+            Command::Stop => {
+                self.close(Outcome::Abandoned);
+                self.say(&messages.stopped, &[]);
+            }
+            Command::Human => self.escalate(),
+        }
+    }
+
+    fn press(&mut self, button: ButtonRef) {
+        let current = self.case.as_ref().is_some_and(|case| {
+            case.id as u32 == button.case && case.turn == button.turn
+        });
+        let action = if current { self.actions().into_iter().nth(usize::from(button.choice)) } else { None };
+        match action {
+            Some((_, action)) => self.act(action),
+            None => self.notice = Some(self.flows.bot().messages.stale_button.render().to_plain()),
+        }
+    }
+
+    fn text(&mut self, raw: &str) {
+        let messages = &self.flows.bot().messages;
+        let clean = sanitize(raw);
+        if clean.is_empty() {
+            self.say(&messages.empty, &[]);
+            return self.prompt();
+        }
+        if !has_words(&clean) {
+            self.say(&messages.no_words, &[]);
+            return self.prompt();
+        }
+        if let Some(command) = Command::parse(&clean) {
+            return self.command(command);
+        }
+        let word = self.flows.bot().word(&clean);
+        match word {
+            Some(Word::Help) => return self.command(Command::Help),
+            Some(Word::Back) => return self.command(Command::Back),
+            Some(Word::Restart) => return self.command(Command::Restart),
+            Some(Word::Skip) => return self.command(Command::Skip),
+            Some(Word::Stop) => return self.command(Command::Stop),
+            Some(Word::Human) => return self.command(Command::Human),
+            Some(Word::Fixed | Word::NotFixed) | None => {}
+        }
+        if let Some(action) = self.typed_answer(&clean, word) {
+            return self.act(action);
+        }
+        self.diagnose(&clean);
+    }
+
+    /// Maps a typed answer to one of the choices on offer: its number, its
+    /// label, or a yes/no word for the fixed / not-fixed choice of a step.
+    fn typed_answer(&self, text: &str, word: Option<Word>) -> Option<Action> {
+        let actions = self.actions();
+        if let Ok(number) = text.trim().trim_end_matches(['.', ')']).parse::<usize>() {
+            return number.checked_sub(1).and_then(|index| actions.get(index)).map(|(_, action)| action.clone());
+        }
+        let wanted = crate::text::squash(text);
+        if let Some((_, action)) = actions.iter().find(|(label, _)| crate::text::squash(label) == wanted) {
+            return Some(action.clone());
+        }
+        let steps = || actions.iter().filter_map(|(_, action)| match action {
+            Action::Step(goto) => Some(goto),
+            _ => None,
+        });
+        let pick = |goto: &Goto| Some(Action::Step(goto.clone()));
+        match word? {
+            Word::Fixed => steps().find(|goto| **goto == Goto::Resolved).and_then(pick),
+            Word::NotFixed => {
+                let others: Vec<&Goto> = steps().filter(|goto| **goto != Goto::Resolved).collect();
+                match others.as_slice() {
+                    [only] => pick(only),
+                    _ => others.iter().find(|goto| ***goto == Goto::Next).and_then(|goto| pick(goto)),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn diagnose(&mut self, text: &str) {
+        let messages = &self.flows.bot().messages;
+        let cut = truncate(text, self.config.match_limit);
+        if cut.len() < text.len() {
+            self.say(&messages.cut, &[("limit", &self.config.match_limit.to_string())]);
+        }
+        let redacted = redact(cut);
+        let diagnosis = self.flows.diagnose(&redacted.text);
+        let at = self.position();
+
+        if let Some(at) = at {
+            // Mid-case: a strong new symptom is offered as a switch; anything
+            // else is an answer we did not understand.
+            match diagnosis.verdict {
+                Verdict::Symptom(flow) if self.flows.at(flow).id == at.flow => {
+                    self.say(&messages.same_symptom, &[]);
+                }
+                Verdict::Symptom(flow) if diagnosis.score_of(flow) >= self.flows.bot().settings.switch_score => {
+                    let to = self.flows.at(flow).id.clone();
+                    self.set_phase(Phase::OfferingSwitch { at, to });
+                }
+                _ => self.say(&messages.not_understood, &[]),
+            }
+            return self.prompt();
+        }
+
+        let paste: String = redacted.text.chars().take(500).collect();
+        match diagnosis.verdict {
+            Verdict::Symptom(flow) => {
+                let flow = self.flows.at(flow);
+                let case = self.open();
+                case.paste = paste;
+                case.score = diagnosis.best().map_or(0, |(_, score)| score);
+                case.captures = diagnosis.captures.clone();
+                if case.platform.is_none() {
+                    case.platform = diagnosis.platform;
+                }
+                self.start_flow(flow, &self.flows.bot().messages.diagnosed);
+            }
+            Verdict::Unsure(candidates) => {
+                let case = self.open();
+                case.paste = paste;
+                case.captures = diagnosis.captures.clone();
+                if case.platform.is_none() {
+                    case.platform = diagnosis.platform;
+                }
+                let candidates = candidates.iter().map(|&flow| self.flows.at(flow).id.clone()).collect();
+                self.set_phase(Phase::Clarifying { candidates });
+                self.prompt();
+            }
+            Verdict::Unknown => {
+                let case = self.open();
+                if case.paste.is_empty() {
+                    case.paste = paste;
+                }
+                self.set_phase(Phase::AwaitingSymptom);
+                self.prompt();
+            }
+        }
+    }
+
+    // --- Choices ------------------------------------------------------------
+
+    /// The choices on offer in the current phase: labels and what they do.
+    /// Buttons, typed numbers and typed labels all go through this one list.
+    fn actions(&self) -> Vec<(String, Action)> {
+        let labels = &self.flows.bot().labels;
+        let Some(case) = &self.case else { return Vec::new() };
+        let titled = |id: &str| self.flows.get(id).map(|flow| (flow.title.clone(), Action::Start(flow.id.clone())));
+        match &case.phase {
+            Phase::AwaitingSymptom => self
+                .flows
+                .iter()
+                .map(|flow| (flow.title.clone(), Action::Start(flow.id.clone())))
+                .chain([(labels.person.clone(), Action::Person)])
+                .collect(),
+            Phase::Clarifying { candidates } => candidates
+                .iter()
+                .filter_map(|id| titled(id))
+                .chain([
+                    (labels.none_of_these.clone(), Action::ShowAll),
+                    (labels.person.clone(), Action::Person),
+                ])
+                .collect(),
+            Phase::AskingPlatform { .. } => vec![
+                (labels.ios.clone(), Action::Platform(Platform::Ios)),
+                (labels.android.clone(), Action::Platform(Platform::Android)),
+            ],
+            Phase::AtStep { at } => match self.step_of(at) {
+                Some((_, step)) => step
+                    .choices
+                    .iter()
+                    .map(|choice| (choice.label.clone(), Action::Step(choice.goto.clone())))
+                    .collect(),
+                None => Vec::new(),
+            },
+            Phase::OfferingSwitch { to, .. } => {
+                vec![(labels.switch.clone(), Action::Switch(to.clone())), (labels.stay.clone(), Action::Stay)]
+            }
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        let messages = &self.flows.bot().messages;
+        match action {
+            Action::Start(id) => {
+                let Some(flow) = self.flows.get(&id) else { return self.prompt() };
+                self.open();
+                self.start_flow(flow, &messages.continue_flow);
+            }
+            Action::Platform(platform) => {
+                let Some(at) = self.position() else { return self.prompt() };
+                self.open().platform = Some(platform);
+                self.enter_from(&at.flow, &at.step);
+            }
+            Action::Step(goto) => {
+                let Some(at) = self.position() else { return self.prompt() };
+                let outcome = if goto == Goto::Resolved { Outcome::Fixed } else { Outcome::NotFixed };
+                self.leave(&at, outcome);
+                match goto {
+                    Goto::Next => self.enter_after(&at),
+                    Goto::Step(index) => {
+                        if let Some(step) = self.flows.get(&at.flow).and_then(|flow| flow.steps.get(index)) {
+                            let step = step.id.clone();
+                            self.enter_from(&at.flow, &step);
+                        }
+                    }
+                    Goto::Resolved => {
+                        self.remove_case();
+                        self.say(&messages.resolved, &[]);
+                    }
+                    Goto::Escalate => self.escalate(),
+                    Goto::Flow(id) => match self.flows.get(&id) {
+                        Some(flow) => self.start_flow(flow, &messages.continue_flow),
+                        None => self.escalate(),
+                    },
+                }
+            }
+            Action::Person => self.escalate(),
+            Action::ShowAll => {
+                self.set_phase(Phase::AwaitingSymptom);
+                self.prompt();
+            }
+            Action::Switch(id) => {
+                let Some(flow) = self.flows.get(&id) else { return self.prompt() };
+                let case = self.open();
+                case.symptom = Some(flow.id.clone());
+                self.start_flow(flow, &messages.continue_flow);
+            }
+            Action::Stay => {
+                if let Some(at) = self.position() {
+                    self.set_phase(Phase::AtStep { at });
+                }
+                self.say(&messages.stay, &[]);
+                self.prompt();
+            }
+        }
+    }
+
+    // --- Moving through flows ----------------------------------------------
+
+    fn start_flow(&mut self, flow: &Flow, intro: &Template) {
+        let case = self.open();
+        case.symptom.get_or_insert_with(|| flow.id.clone());
+        self.say(intro, &[("title", &flow.title), ("summary", &flow.summary)]);
+        let first = flow.steps[0].id.clone();
+        self.enter_from(&flow.id, &first);
+    }
+
+    /// Enters the first step from `step` on that applies to the case's
+    /// platform, asking for the platform when a step depends on it.
+    fn enter_from(&mut self, flow_id: &str, step: &str) {
+        let Some(flow) = self.flows.get(flow_id) else { return self.escalate() };
+        let start = flow.step_index(step).unwrap_or(0);
+        let platform = self.case.as_ref().and_then(|case| case.platform);
+        for step in &flow.steps[start..] {
+            let at = Position { flow: flow.id.clone(), step: step.id.clone(), version: flow.version };
+            if step.differs_by_platform {
+                match platform {
+                    None => {
+                        self.set_phase(Phase::AskingPlatform { at });
+                        return self.prompt();
+                    }
+                    Some(platform) if step.text_for(platform).is_none() => continue,
+                    Some(_) => {}
+                }
+            }
+            self.set_phase(Phase::AtStep { at });
+            return self.prompt();
+        }
+        self.say(&self.flows.bot().messages.exhausted, &[]);
+        self.escalate();
+    }
+
+    fn enter_after(&mut self, at: &Position) {
+        let next = self
+            .flows
+            .get(&at.flow)
+            .and_then(|flow| flow.step_index(&at.step).and_then(|index| flow.steps.get(index + 1)))
+            .map(|step| step.id.clone());
+        match next {
+            Some(step) => self.enter_from(&at.flow, &step),
+            None => {
+                self.say(&self.flows.bot().messages.exhausted, &[]);
+                self.escalate();
+            }
+        }
+    }
+
+    fn back(&mut self) {
+        let messages = &self.flows.bot().messages;
+        let previous = self.case.as_mut().filter(|case| case.phase.position().is_some()).and_then(|case| case.history.pop());
+        match previous {
+            Some(tried) => {
+                self.touch();
+                let version = self.flows.get(&tried.flow).map_or(0, |flow| flow.version);
+                self.set_phase(Phase::AtStep { at: Position { flow: tried.flow, step: tried.step, version } });
+                self.say(&messages.back, &[]);
+            }
+            None => self.say(&messages.at_first, &[]),
+        }
+        self.prompt();
+    }
+
+    /// Records how the step at `at` ended and remembers it for `back`.
+    fn leave(&mut self, at: &Position, outcome: Outcome) {
+        self.record(&at.flow, &at.step, outcome);
+        if let Some(case) = self.case.as_mut() {
+            case.history.push(Tried { flow: at.flow.clone(), step: at.step.clone(), outcome });
+        }
+    }
+
+    /// Hands the case to a person, with a summary for them and the user.
+    fn escalate(&mut self) {
+        let messages = &self.flows.bot().messages;
+        if self.case.is_none() {
+            self.case = Some(self.new_case());
+        }
+        let (flow, step) = self.place();
+        self.record(&flow, &step, Outcome::Escalated);
+        let Some(case) = self.case.take() else { return };
+        let summary = self.summary(&case);
+        self.say(&messages.escalated, &[]);
+        self.append(summary.clone());
+        self.handover = Some(Handover { case, summary });
+        self.changed = true;
+    }
+
+    /// The flow and step the case is at, or its symptom and no step.
+    fn place(&self) -> (String, String) {
+        let Some(case) = &self.case else { return Default::default() };
+        match case.phase.position() {
+            Some(at) => (at.flow.clone(), at.step.clone()),
+            None => (case.symptom.clone().unwrap_or_default(), String::new()),
+        }
+    }
+
+    fn summary(&self, case: &Case) -> Markup {
+        let messages = &self.flows.bot().messages;
+        let title = case.symptom.as_deref().and_then(|id| self.flows.get(id)).map(|flow| flow.title.as_str());
+        let platform = match case.platform {
+            Some(Platform::Ios) => self.flows.bot().labels.ios.clone(),
+            Some(Platform::Android) => self.flows.bot().labels.android.clone(),
+            None => messages.platform_unknown.render().to_plain(),
+        };
+        let steps: Vec<String> = case
+            .history
+            .iter()
+            .map(|tried| {
+                let outcome = match tried.outcome {
+                    Outcome::Fixed => &messages.outcome_fixed,
+                    Outcome::Skipped => &messages.outcome_skipped,
+                    _ => &messages.outcome_not_fixed,
+                };
+                let step = tried.step.replace('_', " ");
+                messages.summary_step.fill(&values(&[("step", &step), ("outcome", &outcome.render().to_plain())])).to_plain()
+            })
+            .collect();
+        let steps = if steps.is_empty() { "-".to_owned() } else { steps.join("\n") };
+        let paste: String = case.paste.chars().take(300).collect();
+        messages.summary.fill(&values(&[
+            ("title", title.unwrap_or("-")),
+            ("platform", &platform),
+            ("steps", &steps),
+            ("paste", &paste),
+        ]))
+    }
+
+    // --- Case bookkeeping ---------------------------------------------------
+
+    /// Closes idle cases before the input is looked at.
+    fn expire_idle(&mut self) {
+        let idle = self.case.as_ref().is_some_and(|case| self.now - case.updated_at > self.config.idle_timeout);
+        if idle {
+            self.close(Outcome::Abandoned);
+            self.say(&self.flows.bot().messages.expired, &[]);
+        }
+    }
+
+    /// Checks the case still points at steps that exist after a flow edit.
+    /// Returns false when the case was restarted and the input must not be
+    /// applied to a step it was not meant for.
+    fn reconcile(&mut self) -> bool {
+        let Some(at) = self.position() else { return true };
+        let Some(flow) = self.flows.get(&at.flow) else {
+            self.close(Outcome::Abandoned);
+            self.say(&self.flows.bot().messages.flow_updated, &[]);
+            self.say(&self.flows.bot().messages.greeting, &[]);
+            return false;
+        };
+        if flow.version == at.version || flow.step_index(&at.step).is_some() {
+            return true;
+        }
+        if let Some(case) = self.case.as_mut() {
+            case.history.clear();
+        }
+        self.say(&self.flows.bot().messages.flow_updated, &[]);
+        let first = flow.steps[0].id.clone();
+        self.enter_from(&flow.id, &first);
+        false
+    }
+
+    /// Ends the case (if any) with `outcome` at its current step.
+    fn close(&mut self, outcome: Outcome) {
+        if self.case.is_none() {
+            return;
+        }
+        let (flow, step) = self.place();
+        self.record(&flow, &step, outcome);
+        self.remove_case();
+    }
+
+    fn remove_case(&mut self) {
+        self.case = None;
+        self.changed = true;
+    }
+
+    fn record(&mut self, flow: &str, step: &str, outcome: Outcome) {
+        let Some(case) = &self.case else { return };
+        self.outcomes.push(OutcomeRecord {
+            case_id: case.id,
+            at: self.now,
+            symptom: case.symptom.clone().unwrap_or_else(|| flow.to_owned()),
+            flow: flow.to_owned(),
+            step: step.to_owned(),
+            outcome,
+        });
+        self.changed = true;
+    }
+
+    fn new_case(&self) -> Case {
+        Case {
+            id: self.key.digest() ^ (self.now as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            turn: self.start_turn,
+            phase: Phase::AwaitingSymptom,
+            platform: None,
+            symptom: None,
+            score: 0,
+            captures: BTreeMap::new(),
+            history: Vec::new(),
+            paste: String::new(),
+            opened_at: self.now,
+            updated_at: self.now,
+        }
+    }
+
+    /// The open case, opening one if needed, marked as changed.
+    fn open(&mut self) -> &mut Case {
+        if self.case.is_none() {
+            self.case = Some(self.new_case());
+        }
+        self.touch();
+        self.case.as_mut().expect("opened above")
+    }
+
+    /// Marks the case changed: a new turn, so buttons sent before are stale.
+    fn touch(&mut self) {
+        self.changed = true;
+        if let Some(case) = self.case.as_mut() {
+            case.turn = self.start_turn.wrapping_add(1);
+            case.updated_at = self.now;
+        }
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        self.open().phase = phase;
+    }
+
+    fn position(&self) -> Option<Position> {
+        self.case.as_ref().and_then(|case| case.phase.position().cloned())
+    }
+
+    fn at_step(&self) -> bool {
+        matches!(self.case.as_ref().map(|case| &case.phase), Some(Phase::AtStep { .. }))
+    }
+
+    fn step_of(&self, at: &Position) -> Option<(&Flow, &crate::flow::Step)> {
+        let flow = self.flows.get(&at.flow)?;
+        Some((flow, flow.steps.get(flow.step_index(&at.step)?)?))
+    }
+
+    // --- Replies ------------------------------------------------------------
+
+    /// Adds a sentence; consecutive sentences share one message.
+    fn say(&mut self, template: &Template, slots: &[(&str, &str)]) {
+        self.append(template.fill(&values(slots)));
+    }
+
+    fn append(&mut self, body: Markup) {
+        match self.replies.last_mut() {
+            Some(last) if last.choices.is_empty() => last.body.append_paragraph(body),
+            _ => self.replies.push(Reply { body, choices: Vec::new(), case: 0, turn: 0 }),
+        }
+    }
+
+    /// Shows the question of the current phase with its choices.
+    fn prompt(&mut self) {
+        let Some(case) = &self.case else { return };
+        let messages = &self.flows.bot().messages;
+        let body = match &case.phase {
+            Phase::AwaitingSymptom => messages.fallback.render(),
+            Phase::Clarifying { .. } => messages.clarify.render(),
+            Phase::AskingPlatform { .. } => messages.ask_platform.render(),
+            Phase::OfferingSwitch { to, .. } => {
+                let title = self.flows.get(to).map_or("", |flow| flow.title.as_str());
+                messages.switch_offer.fill(&values(&[("title", title)]))
+            }
+            Phase::AtStep { at } => {
+                let platform = case.platform;
+                match self.step_of(at) {
+                    Some((_, step)) => {
+                        let template = match platform {
+                            Some(platform) => step.text_for(platform),
+                            None => step.ios.as_ref().or(step.android.as_ref()),
+                        };
+                        template.map(|template| template.fill(&case.captures)).unwrap_or_default()
+                    }
+                    None => Markup::default(),
+                }
+            }
+        };
+        let (id, turn) = (case.id as u32, case.turn);
+        let choices = self.actions().into_iter().map(|(label, _)| label).collect();
+        self.append(body);
+        if let Some(last) = self.replies.last_mut() {
+            last.choices = choices;
+            last.case = id;
+            last.turn = turn;
+        }
+    }
+}
+
+fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+}

@@ -1,0 +1,398 @@
+//! Loading in two stages: parse each file into its raw form, then validate
+//! every flow against the others and build the matcher. Problems are
+//! collected, never returned early, so an author sees all of them at once.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::bot::{Bot, RawBot, to_label, to_template};
+use super::raw::{RawChoice, RawFlow, RawStep};
+use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_CHOICES, Problems, Step};
+use crate::markup::Template;
+use crate::matcher::{Matcher, Owner, PatternSpec, Verdict, check_pattern};
+use crate::yaml::{self, line_of};
+use crate::flow::Platform;
+
+/// The text of one flow file and the path it is reported under.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Path of the file; its stem is the flow id.
+    pub path: PathBuf,
+    /// The YAML text.
+    pub text: String,
+}
+
+/// Reads every `*.yaml` file of `dir` and loads them.
+pub(super) fn load_dir(dir: &Path) -> Result<Flows, FlowErrors> {
+    let mut problems = Problems::default();
+    problems.set_file(dir);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            problems.push(0, format!("cannot read the flows directory: {error}"));
+            return Err(FlowErrors(problems.all));
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
+        .collect();
+    paths.sort();
+    let mut sources = Vec::with_capacity(paths.len());
+    for path in paths {
+        match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => sources.push(Source { path, text }),
+                Err(_) => {
+                    problems.set_file(&path);
+                    problems.push(0, "the file is not UTF-8 text");
+                }
+            },
+            Err(error) => {
+                problems.set_file(&path);
+                problems.push(0, format!("cannot read the file: {error}"));
+            }
+        }
+    }
+    match from_sources(sources) {
+        Ok(flows) if problems.count() == 0 => Ok(flows),
+        Ok(_) => Err(FlowErrors(problems.all)),
+        Err(FlowErrors(more)) => {
+            problems.all.extend(more);
+            Err(FlowErrors(problems.all))
+        }
+    }
+}
+
+/// A flow file parsed into its raw form, with its id and version.
+struct Parsed {
+    id: String,
+    path: PathBuf,
+    version: u64,
+    raw: RawFlow,
+}
+
+pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors> {
+    sources.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut problems = Problems::default();
+    let mut bot = None;
+    let mut platform_specs = Vec::new();
+    let mut parsed = Vec::new();
+    let mut bot_path = None;
+
+    for source in &sources {
+        problems.set_file(&source.path);
+        let stem = source.path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
+        if stem == "_bot" {
+            match yaml::from_str::<RawBot>(&source.text) {
+                Ok(raw) => {
+                    let (valid, platforms) = Bot::from_raw(raw, &mut problems);
+                    bot = valid;
+                    for (platform, list) in [(Platform::Ios, platforms.ios), (Platform::Android, platforms.android)] {
+                        for regex in list {
+                            platform_specs.push((source.path.clone(), PatternSpec {
+                                line: line_of(&regex),
+                                source: regex.value,
+                                owner: Owner::Platform(platform),
+                            }));
+                        }
+                    }
+                }
+                Err(error) => problems.push(error.line, error.message),
+            }
+            bot_path = Some(source.path.clone());
+        } else if stem.starts_with('_') {
+            problems.push(0, "names starting with `_` are reserved; only `_bot.yaml` is read");
+        } else if !is_id(stem) {
+            problems.push(0, format!("`{stem}` is not a valid flow id: use lower-case letters, digits and `_`"));
+        } else {
+            match yaml::from_str::<RawFlow>(&source.text) {
+                Ok(raw) => parsed.push(Parsed {
+                    id: stem.to_owned(),
+                    path: source.path.clone(),
+                    version: fnv1a(source.text.as_bytes()),
+                    raw,
+                }),
+                Err(error) => problems.push(error.line, error.message),
+            }
+        }
+    }
+
+    let dir = sources.first().and_then(|s| s.path.parent()).map(Path::to_path_buf).unwrap_or_default();
+    problems.set_file(&dir.join("_bot.yaml"));
+    if bot_path.is_none() {
+        problems.push(0, "the bot strings file `_bot.yaml` is missing");
+    }
+    if parsed.is_empty() && sources.iter().all(|s| !s.path.ends_with("_bot.yaml") || sources.len() == 1) {
+        problems.set_file(&dir);
+        problems.push(0, "there are no flow files (`<id>.yaml`)");
+    }
+
+    let ids: HashSet<&str> = parsed.iter().map(|p| p.id.as_str()).collect();
+    let mut flows = Vec::with_capacity(parsed.len());
+    let mut specs = Vec::new();
+    for (index, flow) in parsed.iter().enumerate() {
+        problems.set_file(&flow.path);
+        if let Some(bot) = &bot
+            && let Some(valid) = validate_flow(flow, bot, &ids, &mut problems)
+        {
+            flows.push(valid);
+        }
+        for matcher in &flow.raw.matchers {
+            if !(1..=100).contains(&matcher.weight) {
+                problems.push(line_of(&matcher.regex), format!("weight {} must be between 1 and 100", matcher.weight));
+            }
+            specs.push((flow.path.clone(), PatternSpec {
+                line: line_of(&matcher.regex),
+                source: matcher.regex.value.clone(),
+                owner: Owner::Match { flow: index, weight: matcher.weight },
+            }));
+        }
+        for veto in &flow.raw.unless {
+            specs.push((flow.path.clone(), PatternSpec {
+                line: line_of(&veto.regex),
+                source: veto.regex.value.clone(),
+                owner: Owner::Veto { flow: index },
+            }));
+        }
+        if flow.raw.matchers.is_empty() {
+            problems.push(0, "a flow needs at least one `match` pattern");
+        }
+    }
+    specs.extend(platform_specs);
+    for (path, spec) in &specs {
+        if let Err(reason) = check_pattern(&spec.source) {
+            problems.set_file(path);
+            problems.push(spec.line, reason);
+        }
+    }
+    let (Some(bot), 0) = (bot, problems.count()) else {
+        return Err(FlowErrors(problems.all));
+    };
+
+    let matcher = Matcher::build(specs.into_iter().map(|(_, spec)| spec).collect(), parsed.len(), &bot.settings)
+        .map_err(|error| {
+            problems.set_file(&dir);
+            problems.push(0, format!("the patterns together are too large to compile: {error}"));
+            FlowErrors(std::mem::take(&mut problems.all))
+        })?;
+    check_examples(&parsed, &matcher, &mut problems);
+    if problems.count() > 0 {
+        return Err(FlowErrors(problems.all));
+    }
+    let by_id = flows.iter().enumerate().map(|(index, flow)| (flow.id.clone(), index)).collect();
+    Ok(Flows { flows, by_id, bot, matcher })
+}
+
+/// Checks one flow's texts, choices and step graph.
+fn validate_flow(parsed: &Parsed, bot: &Bot, ids: &HashSet<&str>, problems: &mut Problems) -> Option<Flow> {
+    let raw = &parsed.raw;
+    let before = problems.count();
+    let title = raw.title.value.trim();
+    if let Err(reason) = to_label(title) {
+        problems.push(line_of(&raw.title), format!("`title`: {reason}"));
+    }
+    if raw.summary.value.trim().is_empty() {
+        problems.push(line_of(&raw.summary), "`summary` is empty");
+    }
+    if raw.steps.is_empty() {
+        problems.push(0, "a flow needs at least one step");
+        return None;
+    }
+
+    let mut step_ids: HashMap<&str, usize> = HashMap::new();
+    for (index, step) in raw.steps.iter().enumerate() {
+        let id = step.id.value.as_str();
+        if !is_id(id) {
+            problems.push(line_of(&step.id), format!("step id `{id}` must use lower-case letters, digits and `_`"));
+        } else if matches!(id, "next" | "resolved" | "escalate") {
+            problems.push(line_of(&step.id), format!("step id `{id}` is a reserved goto word"));
+        } else if step_ids.insert(id, index).is_some() {
+            problems.push(line_of(&step.id), format!("step id `{id}` is used twice"));
+        }
+    }
+
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    for step in &raw.steps {
+        if let Some(valid) = validate_step(step, bot, &step_ids, ids, problems) {
+            steps.push(valid);
+        }
+    }
+    if problems.count() > before {
+        return None;
+    }
+    check_reachable(&raw.steps, &steps, problems);
+    (problems.count() == before).then(|| Flow {
+        id: parsed.id.clone(),
+        title: title.to_owned(),
+        summary: raw.summary.value.trim().to_owned(),
+        version: parsed.version,
+        steps,
+        path: parsed.path.clone(),
+    })
+}
+
+fn validate_step(
+    step: &RawStep,
+    bot: &Bot,
+    step_ids: &HashMap<&str, usize>,
+    flow_ids: &HashSet<&str>,
+    problems: &mut Problems,
+) -> Option<Step> {
+    let line = line_of(&step.id);
+    let id = &step.id.value;
+    let mut parse = |key: &str, text: &Option<String>| -> Option<Template> {
+        let text = text.as_deref()?;
+        match to_template(text) {
+            Ok(template) => {
+                for (slot, has_fallback) in template.slots() {
+                    if !has_fallback {
+                        problems.push(line, format!(
+                            "step `{id}` `{key}`: slot {{{slot}}} needs a fallback, e.g. {{{slot}|enough space}}"
+                        ));
+                    }
+                }
+                Some(template)
+            }
+            Err(reason) => {
+                problems.push(line, format!("step `{id}` `{key}`: {reason}"));
+                None
+            }
+        }
+    };
+    let text = parse("text", &step.text);
+    let ios = parse("ios", &step.ios).or_else(|| text.clone());
+    let android = parse("android", &step.android).or(text);
+    if step.text.is_none() && step.ios.is_none() && step.android.is_none() {
+        problems.push(line, format!("step `{id}` has no `text` (or `ios`/`android`)"));
+    }
+    let differs_by_platform = step.ios.is_some() || step.android.is_some();
+
+    let choices = match &step.choices {
+        None => vec![
+            Choice { label: bot.labels.fixed.clone(), goto: Goto::Resolved },
+            Choice { label: bot.labels.not_fixed.clone(), goto: Goto::Next },
+        ],
+        Some(raw) if raw.is_empty() => {
+            problems.push(line, format!("step `{id}`: `choices` is empty; leave it out for the defaults"));
+            Vec::new()
+        }
+        Some(raw) if raw.len() > MAX_CHOICES => {
+            problems.push(line, format!("step `{id}` has {} choices, at most {MAX_CHOICES} fit", raw.len()));
+            Vec::new()
+        }
+        Some(raw) => raw.iter().filter_map(|choice| validate_choice(choice, step_ids, flow_ids, problems)).collect(),
+    };
+    Some(Step { id: id.clone(), ios, android, choices, differs_by_platform })
+}
+
+fn validate_choice(
+    choice: &RawChoice,
+    step_ids: &HashMap<&str, usize>,
+    flow_ids: &HashSet<&str>,
+    problems: &mut Problems,
+) -> Option<Choice> {
+    let line = line_of(&choice.label);
+    let label = match to_label(&choice.label.value) {
+        Ok(label) => label,
+        Err(reason) => {
+            problems.push(line, format!("choice `{}`: {reason}", choice.label.value));
+            return None;
+        }
+    };
+    let target = choice.goto.value.trim();
+    let goto = match target {
+        "next" => Goto::Next,
+        "resolved" => Goto::Resolved,
+        "escalate" => Goto::Escalate,
+        _ => match target.strip_prefix("flow:") {
+            Some(flow) if flow_ids.contains(flow) => Goto::Flow(flow.to_owned()),
+            Some(flow) => {
+                problems.push(line_of(&choice.goto), format!("goto `flow:{flow}` names no flow"));
+                return None;
+            }
+            None => match step_ids.get(target) {
+                Some(&index) => Goto::Step(index),
+                None => {
+                    problems.push(line_of(&choice.goto), format!(
+                        "goto `{target}` names no step of this flow (use a step id, `next`, `resolved`, `escalate` or `flow:<id>`)"
+                    ));
+                    return None;
+                }
+            },
+        },
+    };
+    Some(Choice { label, goto })
+}
+
+/// Reports steps that no path from the first step reaches.
+fn check_reachable(raw: &[RawStep], steps: &[Step], problems: &mut Problems) {
+    let mut seen = vec![false; steps.len()];
+    let mut stack = vec![0];
+    while let Some(index) = stack.pop() {
+        if std::mem::replace(&mut seen[index], true) {
+            continue;
+        }
+        for choice in &steps[index].choices {
+            match choice.goto {
+                Goto::Next if index + 1 < steps.len() => stack.push(index + 1),
+                Goto::Step(target) => stack.push(target),
+                _ => {}
+            }
+        }
+    }
+    for (index, reached) in seen.iter().enumerate() {
+        if !reached {
+            problems.push(line_of(&raw[index].id), format!("step `{}` is unreachable from the first step", raw[index].id.value));
+        }
+    }
+}
+
+/// Runs every example through the finished matcher.
+fn check_examples(parsed: &[Parsed], matcher: &Matcher, problems: &mut Problems) {
+    let describe = |verdict: &Verdict| match verdict {
+        Verdict::Symptom(flow) => format!("`{}`", parsed[*flow].id),
+        Verdict::Unsure(candidates) => format!(
+            "a clarifying question between {}",
+            candidates.iter().map(|&c| format!("`{}`", parsed[c].id)).collect::<Vec<_>>().join(", ")
+        ),
+        Verdict::Unknown => "nothing".to_owned(),
+    };
+    for (index, flow) in parsed.iter().enumerate() {
+        problems.set_file(&flow.path);
+        for example in &flow.raw.examples.matching {
+            let diagnosis = matcher.diagnose(&example.value);
+            if diagnosis.verdict != Verdict::Symptom(index) {
+                problems.push(line_of(example), format!(
+                    "example \"{}\" selects {} instead of this flow (score {})",
+                    short(&example.value), describe(&diagnosis.verdict), diagnosis.score_of(index)
+                ));
+            }
+        }
+        for example in &flow.raw.examples.no_match {
+            let diagnosis = matcher.diagnose(&example.value);
+            if diagnosis.verdict == Verdict::Symptom(index) {
+                problems.push(line_of(example), format!(
+                    "no_match example \"{}\" selects this flow (score {})",
+                    short(&example.value), diagnosis.score_of(index)
+                ));
+            }
+        }
+    }
+}
+
+fn short(text: &str) -> String {
+    let cut: String = text.chars().take(60).collect();
+    if cut.len() < text.len() { format!("{cut}…") } else { cut }
+}
+
+/// Flow and step ids: lower-case ASCII letters, digits and `_`, starting with a letter.
+fn is_id(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// FNV-1a: a stable hash for flow versions (std's hasher may change between releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}

@@ -1,0 +1,28 @@
+//! fixbot-core: the troubleshooting brain of fixbot, free of any chat SDK,
+//! database or network code.
+//!
+//! # Layout
+//!
+//! - [`flow`]: the flow files (`flows/*.yaml`, `flows/_bot.yaml`), loaded in
+//!   two stages and checked, every problem with its file and line.
+//! - [`matcher`]: one `RegexSet` over every pattern; a message becomes a
+//!   [`matcher::Diagnosis`].
+//! - [`engine`]: the pure state machine. A case, an input and the time in,
+//!   the next case, the replies and the outcome records out.
+//! - [`session`]: runs the engine against a [`store::Store`], one message of
+//!   a conversation at a time.
+//! - [`markup`], [`text`], [`redact`]: what replies are made of, how user
+//!   text is cleaned and folded, and what is removed before anything is kept.
+
+pub mod button;
+pub mod case;
+pub mod engine;
+pub mod flow;
+pub mod markup;
+pub mod matcher;
+pub mod redact;
+pub mod session;
+pub mod store;
+pub mod text;
+pub mod transcript;
+mod yaml;

@@ -1,0 +1,118 @@
+//! Runs the engine against a store: one message of a conversation at a time,
+//! different conversations concurrently. Within a process a lock per
+//! conversation key serialises messages; across processes the store's
+//! compare-and-set does, and a lost race is simply replayed against the new
+//! state, which is safe because the engine is pure.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use crate::case::ConversationKey;
+use crate::engine::{self, EngineConfig, Input, Transition};
+use crate::flow::Flows;
+use crate::store::{Store, StoreError};
+
+/// How often a message is replayed after losing a compare-and-set race
+/// before the session gives up.
+const MAX_ATTEMPTS: usize = 16;
+
+/// Why a message could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other instances kept changing the case; the message was not applied.
+    #[error("the case kept changing under {MAX_ATTEMPTS} attempts; the message was not applied")]
+    Contended,
+}
+
+/// The conversation runner shared by every front-end.
+#[derive(Debug)]
+pub struct Session<S> {
+    store: S,
+    flows: RwLock<Arc<Flows>>,
+    config: EngineConfig,
+    locks: KeyLocks,
+}
+
+impl<S: Store> Session<S> {
+    /// A session over `store` with `flows`.
+    pub fn new(store: S, flows: Arc<Flows>, config: EngineConfig) -> Session<S> {
+        Session { store, flows: RwLock::new(flows), config, locks: KeyLocks::default() }
+    }
+
+    /// The flows in use now.
+    pub fn flows(&self) -> Arc<Flows> {
+        self.flows.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Replaces the flows; messages already being handled finish on the old ones.
+    pub fn replace_flows(&self, flows: Arc<Flows>) {
+        *self.flows.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = flows;
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The engine settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Handles one input of conversation `key` at time `now` (Unix seconds)
+    /// and returns what to send. The new state is committed before this
+    /// returns, so a reply is only ever sent for a stored step.
+    pub async fn handle(&self, key: &ConversationKey, input: Input, now: i64) -> Result<Transition, SessionError> {
+        let lock = self.locks.get(key);
+        let _guard = lock.lock().await;
+        let flows = self.flows();
+        for _ in 0..MAX_ATTEMPTS {
+            let stored = self.store.get(key).await?;
+            let (case, version) = match stored {
+                Some(stored) => (Some(stored.case), Some(stored.version)),
+                None => (None, None),
+            };
+            let transition = engine::handle(&flows, &self.config, key, case, input.clone(), now);
+            if !transition.changed {
+                return Ok(transition);
+            }
+            match self.store.commit(key, version, transition.case.as_ref(), &transition.outcomes).await {
+                Ok(()) => return Ok(transition),
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(SessionError::Contended)
+    }
+
+    /// Removes cases idle for longer than the configured timeout.
+    pub async fn expire(&self, now: i64) -> Result<u64, StoreError> {
+        self.store.expire(now - self.config.idle_timeout).await
+    }
+}
+
+/// One async mutex per conversation key that has a message in flight.
+/// Entries are weak, so idle conversations cost nothing; dead entries are
+/// swept as the map grows.
+#[derive(Debug, Default)]
+struct KeyLocks {
+    map: Mutex<HashMap<ConversationKey, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyLocks {
+    fn get(&self, key: &ConversationKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(lock) = map.get(key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if map.len() >= 1024 && map.len().is_power_of_two() {
+            map.retain(|_, lock| lock.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.clone(), Arc::downgrade(&lock));
+        lock
+    }
+}

@@ -1,0 +1,73 @@
+//! An in-process store for tests and for `fixbot chat` without a database.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{Store, StoreError, Stored};
+use crate::case::{Case, ConversationKey, OutcomeRecord};
+
+/// Keeps cases in a hash map; everything is lost when the process ends.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    cases: HashMap<ConversationKey, Stored>,
+    outcomes: Vec<OutcomeRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind, still consistent.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
+        Ok(self.lock().cases.get(key).cloned())
+    }
+
+    async fn commit(
+        &self,
+        key: &ConversationKey,
+        expected: Option<u64>,
+        case: Option<&Case>,
+        outcomes: &[OutcomeRecord],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let current = inner.cases.get(key).map(|stored| stored.version);
+        if current != expected {
+            return Err(StoreError::Conflict);
+        }
+        match case {
+            Some(case) => {
+                let version = current.map_or(1, |version| version + 1);
+                inner.cases.insert(key.clone(), Stored { case: case.clone(), version });
+            }
+            None => {
+                inner.cases.remove(key);
+            }
+        }
+        inner.outcomes.extend_from_slice(outcomes);
+        Ok(())
+    }
+
+    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let count = inner.cases.len();
+        inner.cases.retain(|_, stored| stored.case.updated_at >= before);
+        Ok((count - inner.cases.len()) as u64)
+    }
+
+    async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
+        Ok(self.lock().outcomes.iter().filter(|record| record.at >= since).cloned().collect())
+    }
+}

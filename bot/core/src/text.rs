@@ -1,0 +1,121 @@
+//! Text clean-up: what the bot matches and stores is not byte for byte what
+//! the user typed. Two passes live here, `sanitize` (what we keep) and
+//! `fold` (what the matchers see).
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+/// Removes what must never be matched, stored or echoed: control characters,
+/// bidi overrides and zero-width characters. Line breaks survive as `\n`,
+/// tabs become spaces, and the result is trimmed.
+pub fn sanitize(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    for c in input.chars() {
+        match c {
+            '\n' => out.push('\n'),
+            '\t' => out.push(' '),
+            // U+FEFF is the byte-order mark; the others are the invisible
+            // format characters used to smuggle text past moderators.
+            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' => {}
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.trim().to_owned()
+}
+
+/// Produces the form every matcher runs over: compatibility-decomposed with
+/// accents dropped (`é` → `e`), typographic quotes and dashes straightened,
+/// and runs of white space collapsed to one space. Case is left alone; the
+/// matcher is case-insensitive.
+///
+/// Folding lets content authors write plain ASCII patterns that still match
+/// "sauvegarde échouée" and "couldn’t", whatever the user's keyboard did.
+pub fn fold(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut pending_space = false;
+    for c in input.nfkd() {
+        if is_combining_mark(c) {
+            continue;
+        }
+        let c = match c {
+            '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{2032}' | '`' | '\u{B4}' => '\'',
+            '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{AB}' | '\u{BB}' => '"',
+            '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+            '\u{2026}' => '.',
+            c => c,
+        };
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Reduces a short message to the form navigation words are compared in:
+/// folded, lower-case, punctuation and emoji dropped, single spaces.
+/// "Start over!" and "start  over" both become "start over".
+pub fn squash(input: &str) -> String {
+    let folded = fold(input).to_lowercase();
+    let kept: String = folded
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether the text holds anything a person could mean as words or numbers;
+/// a line of only emoji or punctuation has none.
+pub fn has_words(input: &str) -> bool {
+    input.chars().any(char::is_alphanumeric)
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_drops_invisible_and_control_characters() {
+        let input = "a\u{202E}b\u{200B}c\u{7}\r\nd\te\u{FEFF}";
+        assert_eq!(sanitize(input), "abc\nd e");
+    }
+
+    #[test]
+    fn fold_removes_accents_and_straightens_quotes() {
+        assert_eq!(fold("Sauvegarde  échouée"), "Sauvegarde echouee");
+        assert_eq!(fold("Backup couldn’t complete"), "Backup couldn't complete");
+        assert_eq!(fold("nicht genügend\n Speicher"), "nicht genugend Speicher");
+        assert_eq!(fold("  leading"), "leading");
+    }
+
+    #[test]
+    fn squash_compares_words_only() {
+        assert_eq!(squash("  Start   over!! "), "start over");
+        assert_eq!(squash("🙂🙂"), "");
+        assert_eq!(squash("Atrás"), "atras");
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

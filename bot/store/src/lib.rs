@@ -1,0 +1,91 @@
+//! fixbot-store: the persistent homes of cases. SQLite (a file, WAL) is the
+//! embedded default; the memory store comes from the core. A store is chosen
+//! once at start from a URL, so the set is a closed enum, not a trait object.
+
+mod sqlite;
+
+pub use fixbot_core::store::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use fixbot_core::case::{Case, ConversationKey, OutcomeRecord};
+use fixbot_core::store::{Store, StoreError, Stored};
+
+/// A store URL that could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL names no backend this build knows.
+    #[error("unknown store URL `{0}`: use `memory:` or `sqlite:PATH`")]
+    UnknownScheme(String),
+    /// The backend refused to open.
+    #[error("cannot open the store at `{url}`: {source}")]
+    Backend {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Every backend, chosen at start from a URL.
+#[derive(Debug)]
+pub enum AnyStore {
+    /// `memory:` — nothing survives the process.
+    Memory(MemoryStore),
+    /// `sqlite:PATH` — a file, the embedded default.
+    Sqlite(SqliteStore),
+}
+
+impl AnyStore {
+    /// Opens the store a URL names: `memory:`, `sqlite:PATH` or
+    /// `sqlite://PATH`. SQLite files are created when missing.
+    pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
+        if url == "memory:" || url == "memory" {
+            return Ok(AnyStore::Memory(MemoryStore::new()));
+        }
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+        match path {
+            Some(path) if !path.is_empty() => SqliteStore::open(path.as_ref())
+                .await
+                .map(AnyStore::Sqlite)
+                .map_err(|source| OpenError::Backend { url: url.to_owned(), source }),
+            _ => Err(OpenError::UnknownScheme(url.to_owned())),
+        }
+    }
+}
+
+impl Store for AnyStore {
+    async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.get(key).await,
+            AnyStore::Sqlite(store) => store.get(key).await,
+        }
+    }
+
+    async fn commit(
+        &self,
+        key: &ConversationKey,
+        expected: Option<u64>,
+        case: Option<&Case>,
+        outcomes: &[OutcomeRecord],
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.commit(key, expected, case, outcomes).await,
+            AnyStore::Sqlite(store) => store.commit(key, expected, case, outcomes).await,
+        }
+    }
+
+    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.expire(before).await,
+            AnyStore::Sqlite(store) => store.expire(before).await,
+        }
+    }
+
+    async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.outcomes(since).await,
+            AnyStore::Sqlite(store) => store.outcomes(since).await,
+        }
+    }
+}

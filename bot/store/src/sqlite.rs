@@ -1,0 +1,232 @@
+//! `SqliteStore`: cases and the outcome log in one SQLite file, in WAL mode
+//! with full sync, so a case survives a crash or `kill -9` at any point.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
+use fixbot_core::store::{Store, StoreError, Stored};
+use sqlx::Row as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+/// The schema, one migration per entry, applied in order at open. Never
+/// edit an entry that has shipped; add a new one.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE cases (
+        platform   TEXT    NOT NULL,
+        chat       TEXT    NOT NULL,
+        thread     TEXT    NOT NULL,
+        user       TEXT    NOT NULL,
+        version    INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        state      TEXT    NOT NULL,
+        PRIMARY KEY (platform, chat, thread, user)
+    );
+    CREATE INDEX cases_updated_at ON cases (updated_at);
+    CREATE TABLE outcomes (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL,
+        at      INTEGER NOT NULL,
+        symptom TEXT    NOT NULL,
+        flow    TEXT    NOT NULL,
+        step    TEXT    NOT NULL,
+        outcome TEXT    NOT NULL
+    );
+    CREATE INDEX outcomes_at ON outcomes (at);",
+];
+
+/// Cases and outcomes in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(error))
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(backend)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(backend)?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)?;
+        if applied as usize > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt {
+                key: "schema".to_owned(),
+                reason: format!("the database has schema version {applied}, newer than this fixbot knows"),
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(backend)?;
+            sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
+                .bind(index as i64 + 1)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+}
+
+impl Store for SqliteStore {
+    async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
+        let row = sqlx::query("SELECT version, state FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
+            .bind(&key.platform)
+            .bind(&key.chat)
+            .bind(&key.thread)
+            .bind(&key.user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let version: i64 = row.try_get("version").map_err(backend)?;
+        let state: String = row.try_get("state").map_err(backend)?;
+        let case: Case = serde_json::from_str(&state)
+            .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
+        Ok(Some(Stored { case, version: version as u64 }))
+    }
+
+    async fn commit(
+        &self,
+        key: &ConversationKey,
+        expected: Option<u64>,
+        case: Option<&Case>,
+        outcomes: &[OutcomeRecord],
+    ) -> Result<(), StoreError> {
+        // IMMEDIATE takes the write lock up front, so the version check and
+        // the write cannot interleave with another connection's.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let changed = match (expected, case) {
+            (None, None) => {
+                let exists = sqlx::query("SELECT 1 FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
+                    .bind(&key.platform)
+                    .bind(&key.chat)
+                    .bind(&key.thread)
+                    .bind(&key.user)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                u64::from(exists.is_none())
+            }
+            (None, Some(case)) => sqlx::query(
+                "INSERT INTO cases (platform, chat, thread, user, version, updated_at, state)
+                 VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.platform)
+            .bind(&key.chat)
+            .bind(&key.thread)
+            .bind(&key.user)
+            .bind(case.updated_at)
+            .bind(encode(case)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected(),
+            (Some(version), Some(case)) => sqlx::query(
+                "UPDATE cases SET version = version + 1, updated_at = ?, state = ?
+                 WHERE platform = ? AND chat = ? AND thread = ? AND user = ? AND version = ?",
+            )
+            .bind(case.updated_at)
+            .bind(encode(case)?)
+            .bind(&key.platform)
+            .bind(&key.chat)
+            .bind(&key.thread)
+            .bind(&key.user)
+            .bind(version as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected(),
+            (Some(version), None) => sqlx::query(
+                "DELETE FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ? AND version = ?",
+            )
+            .bind(&key.platform)
+            .bind(&key.chat)
+            .bind(&key.thread)
+            .bind(&key.user)
+            .bind(version as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected(),
+        };
+        if changed != 1 {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::Conflict);
+        }
+        for record in outcomes {
+            sqlx::query("INSERT INTO outcomes (case_id, at, symptom, flow, step, outcome) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(record.case_id as i64)
+                .bind(record.at)
+                .bind(&record.symptom)
+                .bind(&record.flow)
+                .bind(&record.step)
+                .bind(record.outcome.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM cases WHERE updated_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(result.rows_affected())
+    }
+
+    async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
+        let rows = sqlx::query("SELECT case_id, at, symptom, flow, step, outcome FROM outcomes WHERE at >= ? ORDER BY id")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let outcome: String = row.try_get("outcome").map_err(backend)?;
+                Ok(OutcomeRecord {
+                    case_id: row.try_get::<i64, _>("case_id").map_err(backend)? as u64,
+                    at: row.try_get("at").map_err(backend)?,
+                    symptom: row.try_get("symptom").map_err(backend)?,
+                    flow: row.try_get("flow").map_err(backend)?,
+                    step: row.try_get("step").map_err(backend)?,
+                    outcome: Outcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt {
+                        key: "outcomes".to_owned(),
+                        reason: format!("unknown outcome `{outcome}`"),
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn encode(case: &Case) -> Result<String, StoreError> {
+    serde_json::to_string(case).map_err(backend)
+}
