@@ -1,2 +1,63 @@
-//! placeholder
-fn main() {}
+//! The `fixbot` binary: command-line parsing and wiring. Each subcommand lives
+//! in its own module; this file only dispatches.
+
+mod check;
+mod console;
+mod diagnose;
+mod flows;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// fixbot: a troubleshooting chat-bot for failed phone backups.
+#[derive(Debug, Parser)]
+#[command(name = "fixbot", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Chat with the bot in this terminal (or over piped stdin).
+    Chat(console::ChatArgs),
+    /// Print what the bot makes of a message, without starting a case.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// Check the flow files; exit 0 when clean, 1 with every problem listed.
+    Check {
+        /// Directory holding the flow files.
+        #[arg(long, value_name = "DIR")]
+        flows: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Check { flows } => return check::run(flows.as_deref()),
+        Command::Diagnose(args) => diagnose::run(args),
+        Command::Chat(args) => runtime().and_then(|runtime| runtime.block_on(console::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("fixbot: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Logs go to stderr, quiet by default so the console stays readable;
+/// `RUST_LOG=fixbot=debug` turns them up.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

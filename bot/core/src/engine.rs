@@ -132,6 +132,12 @@ pub struct Transition {
     pub handover: Option<Handover>,
 }
 
+/// Diagnoses a message the way the engine does: cleaned and redacted first,
+/// so personal data never reaches a capture. `fixbot diagnose` uses this too.
+pub fn diagnose_text(flows: &Flows, text: &str) -> crate::matcher::Diagnosis {
+    flows.diagnose(&redact(&sanitize(text)).text)
+}
+
 /// Handles one input for one conversation.
 pub fn handle(
     flows: &Flows,
@@ -251,9 +257,7 @@ impl Run<'_> {
     }
 
     fn press(&mut self, button: ButtonRef) {
-        let current = self.case.as_ref().is_some_and(|case| {
-            case.id as u32 == button.case && case.turn == button.turn
-        });
+        let current = self.case.as_ref().is_some_and(|case| case.id as u32 == button.case && case.turn == button.turn);
         let action = if current { self.actions().into_iter().nth(usize::from(button.choice)) } else { None };
         match action {
             Some((_, action)) => self.act(action),
@@ -302,10 +306,12 @@ impl Run<'_> {
         if let Some((_, action)) = actions.iter().find(|(label, _)| crate::text::squash(label) == wanted) {
             return Some(action.clone());
         }
-        let steps = || actions.iter().filter_map(|(_, action)| match action {
-            Action::Step(goto) => Some(goto),
-            _ => None,
-        });
+        let steps = || {
+            actions.iter().filter_map(|(_, action)| match action {
+                Action::Step(goto) => Some(goto),
+                _ => None,
+            })
+        };
         let pick = |goto: &Goto| Some(Action::Step(goto.clone()));
         match word? {
             Word::Fixed => steps().find(|goto| **goto == Goto::Resolved).and_then(pick),
@@ -328,6 +334,7 @@ impl Run<'_> {
         }
         let redacted = redact(cut);
         let diagnosis = self.flows.diagnose(&redacted.text);
+        debug_assert_eq!(sanitize(&redacted.text), redacted.text);
         let at = self.position();
 
         if let Some(at) = at {
@@ -399,10 +406,7 @@ impl Run<'_> {
             Phase::Clarifying { candidates } => candidates
                 .iter()
                 .filter_map(|id| titled(id))
-                .chain([
-                    (labels.none_of_these.clone(), Action::ShowAll),
-                    (labels.person.clone(), Action::Person),
-                ])
+                .chain([(labels.none_of_these.clone(), Action::ShowAll), (labels.person.clone(), Action::Person)])
                 .collect(),
             Phase::AskingPlatform { .. } => vec![
                 (labels.ios.clone(), Action::Platform(Platform::Ios)),
@@ -531,7 +535,8 @@ impl Run<'_> {
 
     fn back(&mut self) {
         let messages = &self.flows.bot().messages;
-        let previous = self.case.as_mut().filter(|case| case.phase.position().is_some()).and_then(|case| case.history.pop());
+        let previous =
+            self.case.as_mut().filter(|case| case.phase.position().is_some()).and_then(|case| case.history.pop());
         match previous {
             Some(tried) => {
                 self.touch();
@@ -595,7 +600,10 @@ impl Run<'_> {
                     _ => &messages.outcome_not_fixed,
                 };
                 let step = tried.step.replace('_', " ");
-                messages.summary_step.fill(&values(&[("step", &step), ("outcome", &outcome.render().to_plain())])).to_plain()
+                messages
+                    .summary_step
+                    .fill(&values(&[("step", &step), ("outcome", &outcome.render().to_plain())]))
+                    .to_plain()
             })
             .collect();
         let steps = if steps.is_empty() { "-".to_owned() } else { steps.join("\n") };

@@ -130,12 +130,7 @@ impl Template {
                 parts.push(Part::Literal(std::mem::take(literal)));
             }
         }
-        fn close(
-            spans: &mut Vec<(Style, Vec<Part>)>,
-            style: Style,
-            literal: &mut String,
-            parts: &mut Vec<Part>,
-        ) {
+        fn close(spans: &mut Vec<(Style, Vec<Part>)>, style: Style, literal: &mut String, parts: &mut Vec<Part>) {
             flush(literal, parts);
             if !parts.is_empty() {
                 spans.push((style, std::mem::take(parts)));
@@ -290,8 +285,7 @@ mod tests {
     #[test]
     fn parses_styles_links_and_literal_brackets() {
         let template =
-            Template::parse("Open **Settings → [your name]**, see [status](https://apple.com) and `0xE80`.")
-                .unwrap();
+            Template::parse("Open **Settings → [your name]**, see [status](https://apple.com) and `0xE80`.").unwrap();
         let markup = template.render();
         assert_eq!(
             markup.spans,

@@ -71,6 +71,17 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
+    /// The diagnosis of a message nothing matched.
+    pub fn unknown() -> Diagnosis {
+        Diagnosis {
+            verdict: Verdict::Unknown,
+            scores: Vec::new(),
+            platform: None,
+            captures: BTreeMap::new(),
+            fired: Vec::new(),
+        }
+    }
+
     /// The score of the flow at `flow`, 0 when it scored nothing or was vetoed.
     pub fn score_of(&self, flow: usize) -> u32 {
         self.scores.iter().find(|(index, _)| *index == flow).map_or(0, |&(_, score)| score)
@@ -109,7 +120,9 @@ pub fn check_pattern(source: &str) -> Result<(), String> {
         ));
     }
     if source.contains("  ") {
-        return Err(format!("regex `{source}` has two spaces in a row, which never match: white space in messages is collapsed to one space"));
+        return Err(format!(
+            "regex `{source}` has two spaces in a row, which never match: white space in messages is collapsed to one space"
+        ));
     }
     if regex.is_match("") {
         return Err(format!("regex `{source}` matches an empty message, so it would match every message"));
@@ -165,11 +178,8 @@ impl Matcher {
                 Owner::Platform(Platform::Android) => android = true,
             }
         }
-        let mut ranked: Vec<(usize, u32)> = scores
-            .into_iter()
-            .enumerate()
-            .filter(|&(flow, score)| score > 0 && !vetoed[flow])
-            .collect();
+        let mut ranked: Vec<(usize, u32)> =
+            scores.into_iter().enumerate().filter(|&(flow, score)| score > 0 && !vetoed[flow]).collect();
         // A stable sort keeps equal scores in flow order, so results are reproducible.
         ranked.sort_by_key(|&(_, score)| std::cmp::Reverse(score));
         let verdict = self.decide(&ranked);
@@ -238,10 +248,8 @@ mod tests {
     }
 
     fn matcher(specs: &[(&str, Owner)]) -> Matcher {
-        let specs = specs
-            .iter()
-            .map(|&(source, owner)| PatternSpec { line: 1, source: source.to_owned(), owner })
-            .collect();
+        let specs =
+            specs.iter().map(|&(source, owner)| PatternSpec { line: 1, source: source.to_owned(), owner }).collect();
         Matcher::build(specs, 3, &settings()).unwrap()
     }
 
@@ -267,10 +275,8 @@ mod tests {
 
     #[test]
     fn vetoes_remove_a_flow() {
-        let m = matcher(&[
-            ("storage", Owner::Match { flow: 0, weight: 10 }),
-            ("phone storage", Owner::Veto { flow: 0 }),
-        ]);
+        let m =
+            matcher(&[("storage", Owner::Match { flow: 0, weight: 10 }), ("phone storage", Owner::Veto { flow: 0 })]);
         assert_eq!(m.diagnose("phone storage full").verdict, Verdict::Unknown);
     }
 

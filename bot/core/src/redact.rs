@@ -84,7 +84,12 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(Kind::Serial, r"\b[A-Z0-9]{10,12}\b", 0, |s| has_letter_and_digit(s) && !s.starts_with("0X")),
         rule(Kind::Phone, r"\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}\b", 0, always),
         rule(Kind::Phone, r"\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", 0, always),
-        rule(Kind::HomeDir, r"(?i)(?:/Users/|/home/|[A-Z]:\\Users\\|[A-Z]:\\Documents and Settings\\)([^/\\\s]+)", 1, always),
+        rule(
+            Kind::HomeDir,
+            r"(?i)(?:/Users/|/home/|[A-Z]:\\Users\\|[A-Z]:\\Documents and Settings\\)([^/\\\s]+)",
+            1,
+            always,
+        ),
     ]
 });
 
@@ -133,7 +138,11 @@ mod tests {
             ("https://x.test/cb?token=abc123&x=1", "https://x.test/cb?token=[token]&x=1", Kind::Token),
             ("bot 123456789:AAHk2j3h4k5j6h7k8j9h0k1j2h3k4j5h6k7", "bot [token]", Kind::Token),
             (r"C:\Users\annsmith\Apple\MobileSync", r"C:\Users\[user]\Apple\MobileSync", Kind::HomeDir),
-            ("/Users/ann/Library/Application Support/MobileSync", "/Users/[user]/Library/Application Support/MobileSync", Kind::HomeDir),
+            (
+                "/Users/ann/Library/Application Support/MobileSync",
+                "/Users/[user]/Library/Application Support/MobileSync",
+                Kind::HomeDir,
+            ),
         ];
         for (input, expected, kind) in cases {
             let redacted = redact(input);

@@ -63,10 +63,7 @@ pub fn fold(input: &str) -> String {
 /// "Start over!" and "start  over" both become "start over".
 pub fn squash(input: &str) -> String {
     let folded = fold(input).to_lowercase();
-    let kept: String = folded
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
+    let kept: String = folded.chars().map(|c| if c.is_alphanumeric() { c } else { ' ' }).collect();
     kept.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -58,8 +58,10 @@ impl Transcript {
             if let Some(message) = line.strip_prefix("> ").or_else(|| (line == ">").then_some("")) {
                 events.push((line.to_owned(), Event::Say(message.to_owned())));
             } else if let Some(wait) = line.strip_prefix("~ wait ") {
-                let seconds = parse_duration(wait)
-                    .ok_or_else(|| TranscriptError { line: index + 1, reason: format!("cannot read duration `{wait}` (e.g. 90s, 30m, 25h, 2d)") })?;
+                let seconds = parse_duration(wait).ok_or_else(|| TranscriptError {
+                    line: index + 1,
+                    reason: format!("cannot read duration `{wait}` (e.g. 90s, 30m, 25h, 2d)"),
+                })?;
                 events.push((line.to_owned(), Event::Wait(seconds)));
             } else if events.is_empty() && line.starts_with('#') {
                 header.push(line.to_owned());
@@ -146,7 +148,10 @@ mod tests {
         let transcript = Transcript::parse("# about\n> hello\nbot says\n[1] x\n\n> [1]\n~ wait 25h\n>\n").unwrap();
         assert_eq!(transcript.header, vec!["# about"]);
         let events: Vec<&Event> = transcript.events.iter().map(|(_, event)| event).collect();
-        assert_eq!(events, [&Event::Say("hello".into()), &Event::Say("[1]".into()), &Event::Wait(90_000), &Event::Say(String::new())]);
+        assert_eq!(
+            events,
+            [&Event::Say("hello".into()), &Event::Say("[1]".into()), &Event::Wait(90_000), &Event::Say(String::new())]
+        );
         assert_eq!(press_index("[1]"), Some(0));
         assert_eq!(press_index("[0]"), None);
         assert!(Transcript::parse("~ wait soon\n").is_err());

@@ -12,8 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 /// The schema, one migration per entry, applied in order at open. Never
 /// edit an entry that has shipped; add a new one.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE cases (
+const MIGRATIONS: &[&str] = &["CREATE TABLE cases (
         platform   TEXT    NOT NULL,
         chat       TEXT    NOT NULL,
         thread     TEXT    NOT NULL,
@@ -33,8 +32,7 @@ const MIGRATIONS: &[&str] = &[
         step    TEXT    NOT NULL,
         outcome TEXT    NOT NULL
     );
-    CREATE INDEX outcomes_at ON outcomes (at);",
-];
+    CREATE INDEX outcomes_at ON outcomes (at);"];
 
 /// Cases and outcomes in a SQLite file.
 #[derive(Debug, Clone)]
@@ -94,14 +92,15 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
-        let row = sqlx::query("SELECT version, state FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
-            .bind(&key.platform)
-            .bind(&key.chat)
-            .bind(&key.thread)
-            .bind(&key.user)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT version, state FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
+                .bind(&key.platform)
+                .bind(&key.chat)
+                .bind(&key.thread)
+                .bind(&key.user)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let version: i64 = row.try_get("version").map_err(backend)?;
         let state: String = row.try_get("state").map_err(backend)?;
@@ -122,14 +121,15 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let changed = match (expected, case) {
             (None, None) => {
-                let exists = sqlx::query("SELECT 1 FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
-                    .bind(&key.platform)
-                    .bind(&key.chat)
-                    .bind(&key.thread)
-                    .bind(&key.user)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+                let exists =
+                    sqlx::query("SELECT 1 FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
+                        .bind(&key.platform)
+                        .bind(&key.chat)
+                        .bind(&key.thread)
+                        .bind(&key.user)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend)?;
                 u64::from(exists.is_none())
             }
             (None, Some(case)) => sqlx::query(
@@ -203,11 +203,12 @@ impl Store for SqliteStore {
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
-        let rows = sqlx::query("SELECT case_id, at, symptom, flow, step, outcome FROM outcomes WHERE at >= ? ORDER BY id")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT case_id, at, symptom, flow, step, outcome FROM outcomes WHERE at >= ? ORDER BY id")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
         rows.iter()
             .map(|row| {
                 let outcome: String = row.try_get("outcome").map_err(backend)?;

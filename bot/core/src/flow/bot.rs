@@ -213,24 +213,27 @@ impl Bot {
                 } else if let Some(previous) = words.insert(key, word)
                     && previous != word
                 {
-                    problems.push(line_of(list), format!("`words.{name}`: \"{phrase}\" is also listed as {previous:?}"));
+                    problems
+                        .push(line_of(list), format!("`words.{name}`: \"{phrase}\" is also listed as {previous:?}"));
                 }
             }
         }
         let labels = Labels::from_raw(raw.labels, problems);
         let messages = Messages::from_raw(raw.messages, problems);
-        let bot = (|| Some(Bot {
-            settings: Settings {
-                commit_score: settings.commit_score,
-                margin: settings.margin,
-                clarify_score: settings.clarify_score,
-                switch_score: settings.switch_score,
-                max_candidates: settings.max_candidates,
-            },
-            labels: labels?,
-            messages: messages?,
-            words,
-        }))();
+        let bot = (|| {
+            Some(Bot {
+                settings: Settings {
+                    commit_score: settings.commit_score,
+                    margin: settings.margin,
+                    clarify_score: settings.clarify_score,
+                    switch_score: settings.switch_score,
+                    max_candidates: settings.max_candidates,
+                },
+                labels: labels?,
+                messages: messages?,
+                words,
+            })
+        })();
         (bot, raw.platforms)
     }
 

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use super::bot::{Bot, RawBot, to_label, to_template};
 use super::raw::{RawChoice, RawFlow, RawStep};
 use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_CHOICES, Problems, Step};
+use crate::flow::Platform;
 use crate::markup::Template;
 use crate::matcher::{Matcher, Owner, PatternSpec, Verdict, check_pattern};
 use crate::yaml::{self, line_of};
-use crate::flow::Platform;
 
 /// The text of one flow file and the path it is reported under.
 #[derive(Debug, Clone)]
@@ -90,11 +90,14 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
                     bot = valid;
                     for (platform, list) in [(Platform::Ios, platforms.ios), (Platform::Android, platforms.android)] {
                         for regex in list {
-                            platform_specs.push((source.path.clone(), PatternSpec {
-                                line: line_of(&regex),
-                                source: regex.value,
-                                owner: Owner::Platform(platform),
-                            }));
+                            platform_specs.push((
+                                source.path.clone(),
+                                PatternSpec {
+                                    line: line_of(&regex),
+                                    source: regex.value,
+                                    owner: Owner::Platform(platform),
+                                },
+                            ));
                         }
                     }
                 }
@@ -128,7 +131,13 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         problems.push(0, "there are no flow files (`<id>.yaml`)");
     }
 
-    let ids: HashSet<&str> = parsed.iter().map(|p| p.id.as_str()).collect();
+    // Every flow file counts as existing, parsed or not, so one broken file
+    // does not make each goto to it look dangling as well.
+    let ids: HashSet<&str> = sources
+        .iter()
+        .filter_map(|source| source.path.file_stem().and_then(|stem| stem.to_str()))
+        .filter(|stem| is_id(stem))
+        .collect();
     let mut flows = Vec::with_capacity(parsed.len());
     let mut specs = Vec::new();
     for (index, flow) in parsed.iter().enumerate() {
@@ -142,18 +151,24 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
             if !(1..=100).contains(&matcher.weight) {
                 problems.push(line_of(&matcher.regex), format!("weight {} must be between 1 and 100", matcher.weight));
             }
-            specs.push((flow.path.clone(), PatternSpec {
-                line: line_of(&matcher.regex),
-                source: matcher.regex.value.clone(),
-                owner: Owner::Match { flow: index, weight: matcher.weight },
-            }));
+            specs.push((
+                flow.path.clone(),
+                PatternSpec {
+                    line: line_of(&matcher.regex),
+                    source: matcher.regex.value.clone(),
+                    owner: Owner::Match { flow: index, weight: matcher.weight },
+                },
+            ));
         }
         for veto in &flow.raw.unless {
-            specs.push((flow.path.clone(), PatternSpec {
-                line: line_of(&veto.regex),
-                source: veto.regex.value.clone(),
-                owner: Owner::Veto { flow: index },
-            }));
+            specs.push((
+                flow.path.clone(),
+                PatternSpec {
+                    line: line_of(&veto.regex),
+                    source: veto.regex.value.clone(),
+                    owner: Owner::Veto { flow: index },
+                },
+            ));
         }
         if flow.raw.matchers.is_empty() {
             problems.push(0, "a flow needs at least one `match` pattern");
@@ -218,10 +233,7 @@ fn validate_flow(parsed: &Parsed, bot: &Bot, ids: &HashSet<&str>, problems: &mut
             steps.push(valid);
         }
     }
-    if problems.count() > before {
-        return None;
-    }
-    check_reachable(&raw.steps, &steps, problems);
+    check_reachable(&raw.steps, &step_ids, problems);
     (problems.count() == before).then(|| Flow {
         id: parsed.id.clone(),
         title: title.to_owned(),
@@ -241,25 +253,26 @@ fn validate_step(
 ) -> Option<Step> {
     let line = line_of(&step.id);
     let id = &step.id.value;
-    let mut parse = |key: &str, text: &Option<String>| -> Option<Template> {
-        let text = text.as_deref()?;
-        match to_template(text) {
-            Ok(template) => {
-                for (slot, has_fallback) in template.slots() {
-                    if !has_fallback {
-                        problems.push(line, format!(
+    let mut parse =
+        |key: &str, text: &Option<String>| -> Option<Template> {
+            let text = text.as_deref()?;
+            match to_template(text) {
+                Ok(template) => {
+                    for (slot, has_fallback) in template.slots() {
+                        if !has_fallback {
+                            problems.push(line, format!(
                             "step `{id}` `{key}`: slot {{{slot}}} needs a fallback, e.g. {{{slot}|enough space}}"
                         ));
+                        }
                     }
+                    Some(template)
                 }
-                Some(template)
+                Err(reason) => {
+                    problems.push(line, format!("step `{id}` `{key}`: {reason}"));
+                    None
+                }
             }
-            Err(reason) => {
-                problems.push(line, format!("step `{id}` `{key}`: {reason}"));
-                None
-            }
-        }
-    };
+        };
     let text = parse("text", &step.text);
     let ios = parse("ios", &step.ios).or_else(|| text.clone());
     let android = parse("android", &step.android).or(text);
@@ -300,42 +313,54 @@ fn validate_choice(
             return None;
         }
     };
-    let target = choice.goto.value.trim();
-    let goto = match target {
-        "next" => Goto::Next,
-        "resolved" => Goto::Resolved,
-        "escalate" => Goto::Escalate,
-        _ => match target.strip_prefix("flow:") {
-            Some(flow) if flow_ids.contains(flow) => Goto::Flow(flow.to_owned()),
-            Some(flow) => {
-                problems.push(line_of(&choice.goto), format!("goto `flow:{flow}` names no flow"));
-                return None;
-            }
-            None => match step_ids.get(target) {
-                Some(&index) => Goto::Step(index),
-                None => {
-                    problems.push(line_of(&choice.goto), format!(
-                        "goto `{target}` names no step of this flow (use a step id, `next`, `resolved`, `escalate` or `flow:<id>`)"
-                    ));
-                    return None;
-                }
-            },
-        },
-    };
-    Some(Choice { label, goto })
+    match resolve_goto(&choice.goto.value, step_ids, Some(flow_ids)) {
+        Ok(goto) => Some(Choice { label, goto }),
+        Err(reason) => {
+            problems.push(line_of(&choice.goto), reason);
+            None
+        }
+    }
 }
 
-/// Reports steps that no path from the first step reaches.
-fn check_reachable(raw: &[RawStep], steps: &[Step], problems: &mut Problems) {
-    let mut seen = vec![false; steps.len()];
+/// Resolves a goto target. Flow targets are checked against `flow_ids`
+/// when given.
+fn resolve_goto(
+    target: &str,
+    step_ids: &HashMap<&str, usize>,
+    flow_ids: Option<&HashSet<&str>>,
+) -> Result<Goto, String> {
+    let target = target.trim();
+    match target {
+        "next" => Ok(Goto::Next),
+        "resolved" => Ok(Goto::Resolved),
+        "escalate" => Ok(Goto::Escalate),
+        _ => match target.strip_prefix("flow:") {
+            Some(flow) if flow_ids.is_none_or(|ids| ids.contains(flow)) => Ok(Goto::Flow(flow.to_owned())),
+            Some(flow) => Err(format!("goto `flow:{flow}` names no flow")),
+            None => step_ids.get(target).map(|&index| Goto::Step(index)).ok_or_else(|| {
+                format!("goto `{target}` names no step of this flow (use a step id, `next`, `resolved`, `escalate` or `flow:<id>`)")
+            }),
+        },
+    }
+}
+
+/// Reports steps that no path from the first step reaches. Works on the raw
+/// gotos, so it still runs when other parts of the flow have problems.
+fn check_reachable(raw: &[RawStep], step_ids: &HashMap<&str, usize>, problems: &mut Problems) {
+    let mut seen = vec![false; raw.len()];
     let mut stack = vec![0];
     while let Some(index) = stack.pop() {
         if std::mem::replace(&mut seen[index], true) {
             continue;
         }
-        for choice in &steps[index].choices {
-            match choice.goto {
-                Goto::Next if index + 1 < steps.len() => stack.push(index + 1),
+        // Steps without choices get the defaults: resolved, or next.
+        let gotos: Vec<Goto> = match &raw[index].choices {
+            None => vec![Goto::Next],
+            Some(choices) => choices.iter().filter_map(|c| resolve_goto(&c.goto.value, step_ids, None).ok()).collect(),
+        };
+        for goto in gotos {
+            match goto {
+                Goto::Next if index + 1 < raw.len() => stack.push(index + 1),
                 Goto::Step(target) => stack.push(target),
                 _ => {}
             }
@@ -343,7 +368,10 @@ fn check_reachable(raw: &[RawStep], steps: &[Step], problems: &mut Problems) {
     }
     for (index, reached) in seen.iter().enumerate() {
         if !reached {
-            problems.push(line_of(&raw[index].id), format!("step `{}` is unreachable from the first step", raw[index].id.value));
+            problems.push(
+                line_of(&raw[index].id),
+                format!("step `{}` is unreachable from the first step", raw[index].id.value),
+            );
         }
     }
 }
@@ -363,19 +391,28 @@ fn check_examples(parsed: &[Parsed], matcher: &Matcher, problems: &mut Problems)
         for example in &flow.raw.examples.matching {
             let diagnosis = matcher.diagnose(&example.value);
             if diagnosis.verdict != Verdict::Symptom(index) {
-                problems.push(line_of(example), format!(
-                    "example \"{}\" selects {} instead of this flow (score {})",
-                    short(&example.value), describe(&diagnosis.verdict), diagnosis.score_of(index)
-                ));
+                problems.push(
+                    line_of(example),
+                    format!(
+                        "example \"{}\" selects {} instead of this flow (score {})",
+                        short(&example.value),
+                        describe(&diagnosis.verdict),
+                        diagnosis.score_of(index)
+                    ),
+                );
             }
         }
         for example in &flow.raw.examples.no_match {
             let diagnosis = matcher.diagnose(&example.value);
             if diagnosis.verdict == Verdict::Symptom(index) {
-                problems.push(line_of(example), format!(
-                    "no_match example \"{}\" selects this flow (score {})",
-                    short(&example.value), diagnosis.score_of(index)
-                ));
+                problems.push(
+                    line_of(example),
+                    format!(
+                        "no_match example \"{}\" selects this flow (score {})",
+                        short(&example.value),
+                        diagnosis.score_of(index)
+                    ),
+                );
             }
         }
     }

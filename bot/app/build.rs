@@ -1,0 +1,27 @@
+//! Embeds `flows/*.yaml` into the binary, so `fixbot` runs with its shipped
+//! content even where no `flows/` directory sits beside it.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+fn main() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let dir = root.join("flows");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
+        .unwrap_or_default();
+    files.retain(|path| path.extension().is_some_and(|ext| ext == "yaml"));
+    files.sort();
+    let mut code = String::from(
+        "/// `(file name, contents)` of every shipped flow file.\npub const EMBEDDED_FLOWS: &[(&str, &str)] = &[\n",
+    );
+    for path in &files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let name = path.file_name().and_then(|name| name.to_str()).expect("flow file names are UTF-8");
+        writeln!(code, "    ({name:?}, include_str!({:?})),", path.display().to_string()).expect("writing to a String");
+    }
+    code.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_flows.rs");
+    std::fs::write(out, code).expect("OUT_DIR is writable");
+}

@@ -1,0 +1,93 @@
+//! The session over a store: messages of one conversation are applied one
+//! at a time and against the latest state, also when another writer races.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
+use fixbot_core::engine::{EngineConfig, Input};
+use fixbot_core::session::Session;
+use fixbot_core::store::{MemoryStore, Store, StoreError, Stored};
+
+use crate::support::shipped_flows;
+
+/// A store that loses the first `conflicts` commits, as if another instance
+/// had written in between.
+struct Racing {
+    inner: MemoryStore,
+    conflicts: AtomicUsize,
+}
+
+impl Store for Racing {
+    async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn commit(
+        &self,
+        key: &ConversationKey,
+        expected: Option<u64>,
+        case: Option<&Case>,
+        outcomes: &[OutcomeRecord],
+    ) -> Result<(), StoreError> {
+        if self.conflicts.load(Ordering::SeqCst) > 0 {
+            self.conflicts.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Conflict);
+        }
+        self.inner.commit(key, expected, case, outcomes).await
+    }
+    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+        self.inner.expire(before).await
+    }
+    async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
+        self.inner.outcomes(since).await
+    }
+}
+
+#[tokio::test]
+async fn a_lost_race_is_replayed_against_the_new_state() {
+    let store = Racing { inner: MemoryStore::new(), conflicts: AtomicUsize::new(3) };
+    let session = Session::new(store, shipped_flows(), EngineConfig::default());
+    let key = ConversationKey::new("test", "c", "", "ann");
+    let transition = session.handle(&key, Input::Text("Not enough iCloud storage".into()), 100).await.unwrap();
+    assert!(transition.case.is_some());
+    assert_eq!(session.store().inner.get(&key).await.unwrap().unwrap().case, transition.case.unwrap());
+
+    let store = Racing { inner: MemoryStore::new(), conflicts: AtomicUsize::new(usize::MAX) };
+    let session = Session::new(store, shipped_flows(), EngineConfig::default());
+    let error = session.handle(&key, Input::Text("Not enough iCloud storage".into()), 100).await.unwrap_err();
+    assert!(error.to_string().contains("kept changing"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_messages_of_one_user_are_applied_one_after_another() {
+    let flows = shipped_flows();
+    let session = Arc::new(Session::new(MemoryStore::new(), flows.clone(), EngineConfig::default()));
+    let key = ConversationKey::new("test", "c", "", "ann");
+    session.handle(&key, Input::Text("iPhone: Not enough iCloud storage".into()), 100).await.unwrap();
+
+    // Twenty "skip"s at once. Applied one after another, each skips the next
+    // step; applied to the same state twice, one step would be skipped twice.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (session, key) = (session.clone(), key.clone());
+            tokio::spawn(async move { session.handle(&key, Input::Text("skip".into()), 200).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let skipped: Vec<String> = session
+        .store()
+        .outcomes(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.outcome == Outcome::Skipped)
+        .map(|record| record.step)
+        .collect();
+    let flow = flows.get("cloud_storage_full").unwrap();
+    let ios_steps: Vec<String> =
+        flow.steps.iter().filter(|step| step.ios.is_some()).map(|step| step.id.clone()).collect();
+    assert_eq!(skipped, ios_steps[..skipped.len()], "each step skipped once, in order");
+    assert_eq!(skipped.len(), ios_steps.len().min(20), "no skip was lost");
+}

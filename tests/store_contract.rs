@@ -1,0 +1,110 @@
+//! One contract test body, run against every store backend: compare-and-set,
+//! removal, expiry, the outcome log, and durability across reopening.
+
+use std::collections::BTreeMap;
+
+use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position};
+use fixbot_core::store::{Store, StoreError};
+use fixbot_store::{AnyStore, MemoryStore, SqliteStore};
+
+fn case(turn: u32, updated_at: i64) -> Case {
+    Case {
+        id: 42,
+        turn,
+        phase: Phase::AtStep { at: Position { flow: "f".into(), step: format!("s{turn}"), version: 7 } },
+        platform: None,
+        symptom: Some("f".into()),
+        score: 10,
+        captures: BTreeMap::from([("needed".to_owned(), "5 GB".to_owned())]),
+        history: Vec::new(),
+        paste: "Not enough iCloud storage ✓".into(),
+        opened_at: 100,
+        updated_at,
+    }
+}
+
+fn record(at: i64, outcome: Outcome) -> OutcomeRecord {
+    OutcomeRecord { case_id: u64::MAX - 1, at, symptom: "f".into(), flow: "f".into(), step: "s1".into(), outcome }
+}
+
+/// The contract every backend must meet.
+async fn contract(store: &impl Store) {
+    let ann = ConversationKey::new("telegram", "-100", "7", "ann");
+    let bob = ConversationKey::new("telegram", "-100", "7", "bob");
+
+    assert!(store.get(&ann).await.unwrap().is_none());
+
+    // Create: only when nothing is stored.
+    store.commit(&ann, None, Some(&case(1, 1000)), &[]).await.unwrap();
+    assert!(matches!(store.commit(&ann, None, Some(&case(1, 1000)), &[]).await, Err(StoreError::Conflict)));
+    let stored = store.get(&ann).await.unwrap().unwrap();
+    assert_eq!(stored.case, case(1, 1000));
+
+    // Update: only from the version read, and the outcome goes with it.
+    let v1 = stored.version;
+    store.commit(&ann, Some(v1), Some(&case(2, 1010)), &[record(1010, Outcome::NotFixed)]).await.unwrap();
+    let lost = store.commit(&ann, Some(v1), Some(&case(9, 1020)), &[record(1020, Outcome::Fixed)]).await;
+    assert!(matches!(lost, Err(StoreError::Conflict)), "a stale version must not win");
+    let stored = store.get(&ann).await.unwrap().unwrap();
+    assert_eq!(stored.case.turn, 2);
+    assert_ne!(stored.version, v1);
+
+    // Keys are independent.
+    assert!(store.get(&bob).await.unwrap().is_none());
+    store.commit(&bob, None, Some(&case(1, 500)), &[]).await.unwrap();
+
+    // Remove: only from the version read.
+    assert!(matches!(store.commit(&ann, Some(v1), None, &[]).await, Err(StoreError::Conflict)));
+    store.commit(&ann, Some(stored.version), None, &[record(1030, Outcome::Fixed)]).await.unwrap();
+    assert!(store.get(&ann).await.unwrap().is_none());
+
+    // Outcomes: only committed ones, in order, filtered by time.
+    let outcomes = store.outcomes(0).await.unwrap();
+    assert_eq!(outcomes, vec![record(1010, Outcome::NotFixed), record(1030, Outcome::Fixed)]);
+    assert_eq!(store.outcomes(1020).await.unwrap(), vec![record(1030, Outcome::Fixed)]);
+
+    // A commit with no case before or after still logs its outcomes.
+    store.commit(&ann, None, None, &[record(1040, Outcome::Escalated)]).await.unwrap();
+    assert_eq!(store.outcomes(1040).await.unwrap().len(), 1);
+
+    // Expiry removes cases idle since before the cut-off, and only those.
+    store.commit(&ann, None, Some(&case(1, 2000)), &[]).await.unwrap();
+    assert_eq!(store.expire(1000).await.unwrap(), 1);
+    assert!(store.get(&bob).await.unwrap().is_none());
+    assert!(store.get(&ann).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_contract() {
+    contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&SqliteStore::open(&dir.path().join("cases.db")).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn any_store_meets_the_contract_and_opens_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("any.db").display());
+    contract(&AnyStore::open(&url).await.unwrap()).await;
+    contract(&AnyStore::open("memory:").await.unwrap()).await;
+    let error = AnyStore::open("redis://localhost").await.unwrap_err().to_string();
+    assert!(error.contains("unknown store URL"), "{error}");
+}
+
+#[tokio::test]
+async fn sqlite_cases_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cases.db");
+    let key = ConversationKey::new("console", "local", "", "ann");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.commit(&key, None, Some(&case(3, 1000)), &[record(1000, Outcome::Skipped)]).await.unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap().unwrap().case, case(3, 1000));
+    assert_eq!(store.outcomes(0).await.unwrap().len(), 1);
+}

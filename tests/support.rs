@@ -1,0 +1,65 @@
+//! Helpers shared by the test modules.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use fixbot_core::flow::{Flows, Source};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped flows, loaded and checked.
+pub fn shipped_flows() -> Arc<Flows> {
+    let dir = root().join("flows");
+    Arc::new(Flows::load_dir(&dir).unwrap_or_else(|errors| panic!("shipped flows do not load:\n{errors}")))
+}
+
+/// The shipped `_bot.yaml` with the given flow files (name, YAML) beside it.
+pub fn flows_with(files: &[(&str, &str)]) -> Flows {
+    let bot = std::fs::read_to_string(root().join("flows/_bot.yaml")).unwrap();
+    let mut sources = vec![Source { path: PathBuf::from("flows/_bot.yaml"), text: bot }];
+    sources.extend(
+        files.iter().map(|(name, text)| Source { path: Path::new("flows").join(name), text: text.to_string() }),
+    );
+    Flows::from_sources(sources).unwrap_or_else(|errors| panic!("fixture flows do not load:\n{errors}"))
+}
+
+/// Runs the `fixbot` binary with `args` and `stdin`, from the repository root.
+pub fn fixbot(args: &[&str], stdin: &[u8]) -> Output {
+    fixbot_in(&root(), args, stdin)
+}
+
+/// Runs the `fixbot` binary in `dir`.
+pub fn fixbot_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fixbot"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the fixbot binary runs");
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    // Write from a thread so a large input cannot deadlock against a full stdout pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+/// Stdout as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
