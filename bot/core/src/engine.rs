@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::button::ButtonRef;
 use crate::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Tried};
+pub use crate::command::Command;
 use crate::flow::{Flow, Flows, Goto, Platform, Word};
 use crate::markup::{Markup, Template};
 use crate::matcher::Verdict;
@@ -25,43 +26,6 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
         EngineConfig { idle_timeout: 24 * 60 * 60, match_limit: 64 * 1024 }
-    }
-}
-
-/// Navigation the user can ask for at any time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// `/start`: greet, or show where an open case is.
-    Start,
-    /// `/help`.
-    Help,
-    /// `/back`: the previous step.
-    Back,
-    /// `/restart`: close the case and start over.
-    Restart,
-    /// `/skip`: leave this step without an answer.
-    Skip,
-    /// `/stop`: close the case.
-    Stop,
-    /// `/human`: hand the case to a person.
-    Human,
-}
-
-impl Command {
-    /// Parses `/name` or `/name@botname` (the rest of the line is ignored).
-    pub fn parse(text: &str) -> Option<Command> {
-        let word = text.trim().strip_prefix('/')?.split_whitespace().next()?;
-        let name = word.split('@').next()?.to_ascii_lowercase();
-        Some(match name.as_str() {
-            "start" => Command::Start,
-            "help" => Command::Help,
-            "back" => Command::Back,
-            "restart" => Command::Restart,
-            "skip" => Command::Skip,
-            "stop" | "cancel" => Command::Stop,
-            "human" | "person" => Command::Human,
-            _ => return None,
-        })
     }
 }
 
@@ -280,14 +244,8 @@ impl Run<'_> {
             return self.command(command);
         }
         let word = self.flows.bot().word(&clean);
-        match word {
-            Some(Word::Help) => return self.command(Command::Help),
-            Some(Word::Back) => return self.command(Command::Back),
-            Some(Word::Restart) => return self.command(Command::Restart),
-            Some(Word::Skip) => return self.command(Command::Skip),
-            Some(Word::Stop) => return self.command(Command::Stop),
-            Some(Word::Human) => return self.command(Command::Human),
-            Some(Word::Fixed | Word::NotFixed) | None => {}
+        if let Some(Word::Command(command)) = word {
+            return self.command(command);
         }
         if let Some(action) = self.typed_answer(&clean, word) {
             return self.act(action);

@@ -16,6 +16,7 @@
 
 pub mod button;
 pub mod case;
+pub mod command;
 pub mod engine;
 pub mod flow;
 pub mod markup;

@@ -8,6 +8,9 @@ use std::time::Duration;
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
 use fixbot_core::store::{Store, StoreError, Stored};
 use sqlx::Row as _;
+use sqlx::Sqlite;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// The schema, one migration per entry, applied in order at open. Never
@@ -90,17 +93,21 @@ impl SqliteStore {
     }
 }
 
+/// A query on one conversation's row: `?1`..`?4` are the key columns, so
+/// every statement binds the key the same way and further values follow.
+fn keyed<'q>(sql: &'static str, key: &'q ConversationKey) -> Query<'q, Sqlite, SqliteArguments> {
+    sqlx::query(sql).bind(&key.platform).bind(&key.chat).bind(&key.thread).bind(&key.user)
+}
+
 impl Store for SqliteStore {
     async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
-        let row =
-            sqlx::query("SELECT version, state FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
-                .bind(&key.platform)
-                .bind(&key.chat)
-                .bind(&key.thread)
-                .bind(&key.user)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
+        let row = keyed(
+            "SELECT version, state FROM cases WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4",
+            key,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let version: i64 = row.try_get("version").map_err(backend)?;
         let state: String = row.try_get("state").map_err(backend)?;
@@ -119,62 +126,37 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front, so the version check and
         // the write cannot interleave with another connection's.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let changed = match (expected, case) {
+        let query = match (expected, case) {
             (None, None) => {
-                let exists =
-                    sqlx::query("SELECT 1 FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ?")
-                        .bind(&key.platform)
-                        .bind(&key.chat)
-                        .bind(&key.thread)
-                        .bind(&key.user)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                u64::from(exists.is_none())
+                keyed("SELECT 1 FROM cases WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4", key)
             }
-            (None, Some(case)) => sqlx::query(
+            (None, Some(case)) => keyed(
                 "INSERT INTO cases (platform, chat, thread, user, version, updated_at, state)
-                 VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT DO NOTHING",
+                key,
             )
-            .bind(&key.platform)
-            .bind(&key.chat)
-            .bind(&key.thread)
-            .bind(&key.user)
             .bind(case.updated_at)
-            .bind(encode(case)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected(),
-            (Some(version), Some(case)) => sqlx::query(
-                "UPDATE cases SET version = version + 1, updated_at = ?, state = ?
-                 WHERE platform = ? AND chat = ? AND thread = ? AND user = ? AND version = ?",
+            .bind(encode(case)?),
+            (Some(version), Some(case)) => keyed(
+                "UPDATE cases SET version = version + 1, updated_at = ?5, state = ?6
+                 WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4 AND version = ?7",
+                key,
             )
             .bind(case.updated_at)
             .bind(encode(case)?)
-            .bind(&key.platform)
-            .bind(&key.chat)
-            .bind(&key.thread)
-            .bind(&key.user)
-            .bind(version as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected(),
-            (Some(version), None) => sqlx::query(
-                "DELETE FROM cases WHERE platform = ? AND chat = ? AND thread = ? AND user = ? AND version = ?",
+            .bind(version as i64),
+            (Some(version), None) => keyed(
+                "DELETE FROM cases WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4 AND version = ?5",
+                key,
             )
-            .bind(&key.platform)
-            .bind(&key.chat)
-            .bind(&key.thread)
-            .bind(&key.user)
-            .bind(version as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected(),
+            .bind(version as i64),
         };
-        if changed != 1 {
+        let applied = match (expected, case) {
+            // Nothing stored before or after: the check is that nothing is stored now.
+            (None, None) => query.fetch_optional(&mut *tx).await.map_err(backend)?.is_none(),
+            _ => query.execute(&mut *tx).await.map_err(backend)?.rows_affected() == 1,
+        };
+        if !applied {
             // Dropping the transaction rolls it back.
             return Err(StoreError::Conflict);
         }

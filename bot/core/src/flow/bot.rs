@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::Problems;
+use crate::command::Command;
 use crate::markup::Template;
 use crate::text::squash;
 use crate::yaml::{Spanned, line_of};
@@ -94,18 +95,8 @@ string_table! {
 /// What a whole message can mean when it is one of the configured words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Word {
-    /// Show the help text.
-    Help,
-    /// Go to the previous step.
-    Back,
-    /// Close the case and start from the greeting.
-    Restart,
-    /// Leave this step without an answer.
-    Skip,
-    /// Close the case.
-    Stop,
-    /// Hand the case to a person.
-    Human,
+    /// A navigation command ("start over", "person").
+    Command(Command),
     /// "It worked": the choice that resolves the step.
     Fixed,
     /// "It didn't": the choice that moves on.
@@ -196,12 +187,12 @@ impl Bot {
         }
         let mut words = HashMap::new();
         let lists = [
-            (Word::Help, &raw.words.help, "help"),
-            (Word::Back, &raw.words.back, "back"),
-            (Word::Restart, &raw.words.restart, "restart"),
-            (Word::Skip, &raw.words.skip, "skip"),
-            (Word::Stop, &raw.words.stop, "stop"),
-            (Word::Human, &raw.words.human, "human"),
+            (Word::Command(Command::Help), &raw.words.help, "help"),
+            (Word::Command(Command::Back), &raw.words.back, "back"),
+            (Word::Command(Command::Restart), &raw.words.restart, "restart"),
+            (Word::Command(Command::Skip), &raw.words.skip, "skip"),
+            (Word::Command(Command::Stop), &raw.words.stop, "stop"),
+            (Word::Command(Command::Human), &raw.words.human, "human"),
             (Word::Fixed, &raw.words.fixed, "fixed"),
             (Word::NotFixed, &raw.words.not_fixed, "not_fixed"),
         ];
