@@ -1,10 +1,16 @@
-//! Diagnosis: every pattern of every flow compiled into one `RegexSet`, run
-//! once over the folded message, scored per flow, vetoed, and turned into a
-//! verdict. Ties and weak scores become a clarifying question, never a guess.
+//! Diagnosis: every pattern compiled at load into one `RegexSet` per flow
+//! (and one for the platform words), each run once over the folded message;
+//! scores per flow, vetoes, and a verdict. Ties and weak scores become a
+//! clarifying question, never a guess.
+//!
+//! Why a set per flow and not one for everything: with some 300 patterns in
+//! one unanchored set, every lazy-DFA state carries hundreds of NFA states and
+//! each new message spends milliseconds building states. Fourteen smaller sets
+//! give the same verdicts 2.4 times faster (see ARCHITECTURE.md).
 
 use std::collections::BTreeMap;
 
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::flow::{Platform, Settings};
 use crate::markup::MAX_SLOT_CHARS;
@@ -96,7 +102,9 @@ impl Diagnosis {
 /// All patterns of all flows, compiled once at load.
 #[derive(Debug)]
 pub struct Matcher {
-    set: RegexSet,
+    /// One set per run of patterns with the same flow (or the platform
+    /// words), with the index of its first pattern.
+    sets: Vec<(usize, RegexSet)>,
     owners: Vec<Owner>,
     sources: Vec<String>,
     /// Only patterns with named groups are compiled a second time, for captures.
@@ -105,14 +113,21 @@ pub struct Matcher {
     settings: Settings,
 }
 
-/// Checks one pattern on its own: it compiles, it is written in the folded
+/// Checks one pattern on its own: it parses, it is written in the folded
 /// form messages are matched in, and it cannot match an empty message.
+/// Parsing alone is enough here; the pattern is compiled once, in its set.
 pub fn check_pattern(source: &str) -> Result<(), String> {
-    let regex = compile(source).map_err(|error| {
-        let text = error.to_string();
-        let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(&text);
-        format!("invalid regex `{source}`: {}", reason.trim().trim_start_matches("error: "))
-    })?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(true)
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(source)
+        .map_err(|error| {
+            let text = error.to_string();
+            let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(&text);
+            format!("invalid regex `{source}`: {}", reason.trim().trim_start_matches("error: "))
+        })?;
     if let Some(c) = source.chars().find(|&c| !c.is_whitespace() && fold(&c.to_string()) != c.to_string()) {
         return Err(format!(
             "regex `{source}` contains `{c}`, which never matches: messages are matched with accents removed and quotes straightened (write `{}`)",
@@ -124,32 +139,46 @@ pub fn check_pattern(source: &str) -> Result<(), String> {
             "regex `{source}` has two spaces in a row, which never match: white space in messages is collapsed to one space"
         ));
     }
-    if regex.is_match("") {
+    if hir.properties().minimum_len() == Some(0) {
         return Err(format!("regex `{source}` matches an empty message, so it would match every message"));
     }
     Ok(())
 }
 
+/// Patterns run over bytes with Unicode classes off: the folded text is
+/// (nearly) ASCII, and ASCII-only `\\w`, `[^.]` and case folding keep the
+/// automaton small enough for the lazy DFA, an order of magnitude faster.
 fn compile(source: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(source).case_insensitive(true).size_limit(SIZE_LIMIT).build()
+    RegexBuilder::new(source).case_insensitive(true).unicode(false).size_limit(SIZE_LIMIT).build()
 }
 
 impl Matcher {
     /// Compiles every pattern into one set. Patterns are assumed to have
     /// passed [`check_pattern`]; the error is for the set as a whole.
     pub fn build(specs: Vec<PatternSpec>, flow_count: usize, settings: &Settings) -> Result<Matcher, regex::Error> {
-        let set = RegexSetBuilder::new(specs.iter().map(|spec| &spec.source))
-            .case_insensitive(true)
-            .size_limit(SIZE_LIMIT)
-            .dfa_size_limit(SIZE_LIMIT)
-            .build()?;
+        let group = |owner: &Owner| match *owner {
+            Owner::Match { flow, .. } | Owner::Veto { flow } => Some(flow),
+            Owner::Platform(_) => None,
+        };
+        let mut sets = Vec::new();
+        let mut first = 0;
+        for run in specs.chunk_by(|a, b| group(&a.owner) == group(&b.owner)) {
+            let set = RegexSetBuilder::new(run.iter().map(|spec| &spec.source))
+                .case_insensitive(true)
+                .unicode(false)
+                .size_limit(SIZE_LIMIT)
+                .dfa_size_limit(SIZE_LIMIT)
+                .build()?;
+            sets.push((first, set));
+            first += run.len();
+        }
         let mut capturing = Vec::with_capacity(specs.len());
         for spec in &specs {
             let has_names = spec.source.contains("(?P<") || spec.source.contains("(?<");
             capturing.push(if has_names { Some(compile(&spec.source)?) } else { None });
         }
         Ok(Matcher {
-            set,
+            sets,
             owners: specs.iter().map(|spec| spec.owner).collect(),
             sources: specs.into_iter().map(|spec| spec.source).collect(),
             capturing,
@@ -166,7 +195,10 @@ impl Matcher {
     /// Diagnoses a message with one pass of the set over its folded form.
     pub fn diagnose(&self, text: &str) -> Diagnosis {
         let folded = fold(text);
-        let fired: Vec<usize> = self.set.matches(&folded).into_iter().collect();
+        let mut fired = Vec::new();
+        for (first, set) in &self.sets {
+            fired.extend(set.matches(folded.as_bytes()).into_iter().map(|index| first + index));
+        }
         let mut scores = vec![0u32; self.flow_count];
         let mut vetoed = vec![false; self.flow_count];
         let (mut ios, mut android) = (false, false);
@@ -226,12 +258,13 @@ impl Matcher {
             if owner != flow {
                 continue;
             }
-            let Some(found) = regex.captures(folded) else { continue };
+            let Some(found) = regex.captures(folded.as_bytes()) else { continue };
             for name in regex.capture_names().flatten() {
                 if let Some(value) = found.name(name) {
+                    let value = String::from_utf8_lossy(value.as_bytes());
                     captures
                         .entry(name.to_owned())
-                        .or_insert_with(|| value.as_str().trim().chars().take(MAX_SLOT_CHARS).collect());
+                        .or_insert_with(|| value.trim().chars().take(MAX_SLOT_CHARS).collect());
                 }
             }
         }
@@ -248,6 +281,7 @@ mod tests {
     }
 
     fn matcher(specs: &[(&str, Owner)]) -> Matcher {
+        // Sorted by flow as the loader hands them over, so sets group cleanly.
         let specs =
             specs.iter().map(|&(source, owner)| PatternSpec { line: 1, source: source.to_owned(), owner }).collect();
         Matcher::build(specs, 3, &settings()).unwrap()
