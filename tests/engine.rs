@@ -249,6 +249,17 @@ fn a_strong_new_symptom_offers_a_switch() {
 }
 
 #[test]
+fn declining_a_switch_during_the_platform_question_asks_it_again() {
+    let mut chat = Chat::new(fixture());
+    chat.say("alpha is full");
+    assert!(matches!(chat.case.as_ref().unwrap().phase, Phase::AskingPlatform { .. }));
+    chat.say("beta is broken");
+    let reply = chat.say("no, stay here");
+    assert!(reply.contains("carry on") && reply.contains("iPhone or an Android"), "{reply}");
+    assert!(matches!(chat.case.as_ref().unwrap().phase, Phase::AskingPlatform { .. }));
+}
+
+#[test]
 fn stale_and_old_case_buttons_change_nothing() {
     let mut chat = Chat::new(fixture());
     chat.say("beta is broken");

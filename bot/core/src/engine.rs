@@ -432,11 +432,13 @@ impl Run<'_> {
                 self.start_flow(flow, &messages.continue_flow);
             }
             Action::Stay => {
-                if let Some(at) = self.position() {
-                    self.set_phase(Phase::AtStep { at });
-                }
                 self.say(&messages.stay, &[]);
-                self.prompt();
+                // Re-enter rather than set the phase: the offer may have
+                // interrupted the platform question, which must come back.
+                match self.position() {
+                    Some(at) => self.enter_from(&at.flow, &at.step),
+                    None => self.prompt(),
+                }
             }
         }
     }
