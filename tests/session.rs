@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
+use fixbot_core::case::{ConversationKey, Outcome, OutcomeRecord};
 use fixbot_core::engine::{EngineConfig, Input};
 use fixbot_core::session::Session;
-use fixbot_core::store::{MemoryStore, Store, StoreError, Stored};
+use fixbot_core::store::{Change, MemoryStore, Store, StoreError, Stored};
 
 use crate::support::shipped_flows;
 
@@ -22,24 +22,21 @@ impl Store for Racing {
     async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
         self.inner.get(key).await
     }
-    async fn commit(
-        &self,
-        key: &ConversationKey,
-        expected: Option<u64>,
-        case: Option<&Case>,
-        outcomes: &[OutcomeRecord],
-    ) -> Result<(), StoreError> {
+    async fn commit(&self, key: &ConversationKey, change: Change<'_>) -> Result<(), StoreError> {
         if self.conflicts.load(Ordering::SeqCst) > 0 {
             self.conflicts.fetch_sub(1, Ordering::SeqCst);
             return Err(StoreError::Conflict);
         }
-        self.inner.commit(key, expected, case, outcomes).await
+        self.inner.commit(key, change).await
     }
     async fn expire(&self, before: i64) -> Result<u64, StoreError> {
         self.inner.expire(before).await
     }
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
         self.inner.outcomes(since).await
+    }
+    async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        self.inner.meta_or_insert(name, value).await
     }
 }
 
@@ -56,6 +53,21 @@ async fn a_lost_race_is_replayed_against_the_new_state() {
     let session = Session::new(store, shipped_flows(), EngineConfig::default());
     let error = session.handle(&key, Input::Text("Not enough iCloud storage".into()), 100).await.unwrap_err();
     assert!(error.to_string().contains("kept changing"), "{error}");
+}
+
+#[tokio::test]
+async fn a_redelivered_update_is_applied_and_answered_once() {
+    let session = Session::new(MemoryStore::new(), shipped_flows(), EngineConfig::default());
+    let key = ConversationKey::new("telegram", "1", "", "1");
+    let paste = || Input::Text("Not enough iCloud storage on my iPhone".into());
+    let first = session.handle_once(&key, paste(), 100, "telegram:7").await.unwrap();
+    assert!(first.is_some());
+    let stored = session.store().get(&key).await.unwrap().unwrap();
+    assert!(session.handle_once(&key, paste(), 101, "telegram:7").await.unwrap().is_none());
+    assert_eq!(session.store().get(&key).await.unwrap().unwrap(), stored);
+    // A read-only message with a receipt is also answered once.
+    assert!(session.handle_once(&key, Input::Text("help".into()), 102, "telegram:8").await.unwrap().is_some());
+    assert!(session.handle_once(&key, Input::Text("help".into()), 103, "telegram:8").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

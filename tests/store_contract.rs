@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position};
-use fixbot_core::store::{Store, StoreError};
+use fixbot_core::store::{Change, Receipt, Store, StoreError};
 use fixbot_store::{AnyStore, MemoryStore, SqliteStore};
 
 fn case(turn: u32, updated_at: i64) -> Case {
@@ -27,6 +27,11 @@ fn record(at: i64, outcome: Outcome) -> OutcomeRecord {
     OutcomeRecord { case_id: u64::MAX - 1, at, symptom: "f".into(), flow: "f".into(), step: "s1".into(), outcome }
 }
 
+/// A change without a receipt.
+fn change<'a>(expected: Option<u64>, case: Option<&'a Case>, outcomes: &'a [OutcomeRecord]) -> Change<'a> {
+    Change { expected, case, outcomes, receipt: None }
+}
+
 /// The contract every backend must meet.
 async fn contract(store: &impl Store) {
     let ann = ConversationKey::new("telegram", "-100", "7", "ann");
@@ -35,15 +40,15 @@ async fn contract(store: &impl Store) {
     assert!(store.get(&ann).await.unwrap().is_none());
 
     // Create: only when nothing is stored.
-    store.commit(&ann, None, Some(&case(1, 1000)), &[]).await.unwrap();
-    assert!(matches!(store.commit(&ann, None, Some(&case(1, 1000)), &[]).await, Err(StoreError::Conflict)));
+    store.commit(&ann, change(None, Some(&case(1, 1000)), &[])).await.unwrap();
+    assert!(matches!(store.commit(&ann, change(None, Some(&case(1, 1000)), &[])).await, Err(StoreError::Conflict)));
     let stored = store.get(&ann).await.unwrap().unwrap();
     assert_eq!(stored.case, case(1, 1000));
 
     // Update: only from the version read, and the outcome goes with it.
     let v1 = stored.version;
-    store.commit(&ann, Some(v1), Some(&case(2, 1010)), &[record(1010, Outcome::NotFixed)]).await.unwrap();
-    let lost = store.commit(&ann, Some(v1), Some(&case(9, 1020)), &[record(1020, Outcome::Fixed)]).await;
+    store.commit(&ann, change(Some(v1), Some(&case(2, 1010)), &[record(1010, Outcome::NotFixed)])).await.unwrap();
+    let lost = store.commit(&ann, change(Some(v1), Some(&case(9, 1020)), &[record(1020, Outcome::Fixed)])).await;
     assert!(matches!(lost, Err(StoreError::Conflict)), "a stale version must not win");
     let stored = store.get(&ann).await.unwrap().unwrap();
     assert_eq!(stored.case.turn, 2);
@@ -51,11 +56,11 @@ async fn contract(store: &impl Store) {
 
     // Keys are independent.
     assert!(store.get(&bob).await.unwrap().is_none());
-    store.commit(&bob, None, Some(&case(1, 500)), &[]).await.unwrap();
+    store.commit(&bob, change(None, Some(&case(1, 500)), &[])).await.unwrap();
 
     // Remove: only from the version read.
-    assert!(matches!(store.commit(&ann, Some(v1), None, &[]).await, Err(StoreError::Conflict)));
-    store.commit(&ann, Some(stored.version), None, &[record(1030, Outcome::Fixed)]).await.unwrap();
+    assert!(matches!(store.commit(&ann, change(Some(v1), None, &[])).await, Err(StoreError::Conflict)));
+    store.commit(&ann, change(Some(stored.version), None, &[record(1030, Outcome::Fixed)])).await.unwrap();
     assert!(store.get(&ann).await.unwrap().is_none());
 
     // Outcomes: only committed ones, in order, filtered by time.
@@ -64,14 +69,41 @@ async fn contract(store: &impl Store) {
     assert_eq!(store.outcomes(1020).await.unwrap(), vec![record(1030, Outcome::Fixed)]);
 
     // A commit with no case before or after still logs its outcomes.
-    store.commit(&ann, None, None, &[record(1040, Outcome::Escalated)]).await.unwrap();
+    store.commit(&ann, change(None, None, &[record(1040, Outcome::Escalated)])).await.unwrap();
     assert_eq!(store.outcomes(1040).await.unwrap().len(), 1);
 
     // Expiry removes cases idle since before the cut-off, and only those.
-    store.commit(&ann, None, Some(&case(1, 2000)), &[]).await.unwrap();
+    store.commit(&ann, change(None, Some(&case(1, 2000)), &[])).await.unwrap();
     assert_eq!(store.expire(1000).await.unwrap(), 1);
     assert!(store.get(&bob).await.unwrap().is_none());
     assert!(store.get(&ann).await.unwrap().is_some());
+
+    // Receipts: an update is applied once; a duplicate changes nothing.
+    let stored = store.get(&ann).await.unwrap().unwrap();
+    let (five, six, fixed) = (case(5, 3000), case(6, 3001), [record(3001, Outcome::Fixed)]);
+    let first = Change {
+        receipt: Some(Receipt { id: "telegram:1", at: 3000 }),
+        ..change(Some(stored.version), Some(&five), &[])
+    };
+    store.commit(&ann, first).await.unwrap();
+    let stored = store.get(&ann).await.unwrap().unwrap();
+    let again = Change {
+        receipt: Some(Receipt { id: "telegram:1", at: 3001 }),
+        ..change(Some(stored.version), Some(&six), &fixed)
+    };
+    assert!(matches!(store.commit(&ann, again).await, Err(StoreError::Duplicate)));
+    assert_eq!(store.get(&ann).await.unwrap().unwrap(), stored, "a duplicate changes nothing");
+    assert!(store.outcomes(3001).await.unwrap().is_empty());
+    // Expiry forgets old receipts with old cases.
+    store.expire(3500).await.unwrap();
+    store
+        .commit(&ann, Change { receipt: Some(Receipt { id: "telegram:1", at: 4000 }), ..change(None, None, &[]) })
+        .await
+        .unwrap();
+
+    // Meta: the first value stays.
+    assert_eq!(store.meta_or_insert("secret", "one").await.unwrap(), "one");
+    assert_eq!(store.meta_or_insert("secret", "two").await.unwrap(), "one");
 }
 
 #[tokio::test]
@@ -102,9 +134,11 @@ async fn sqlite_cases_survive_reopening() {
     let key = ConversationKey::new("console", "local", "", "ann");
     {
         let store = SqliteStore::open(&path).await.unwrap();
-        store.commit(&key, None, Some(&case(3, 1000)), &[record(1000, Outcome::Skipped)]).await.unwrap();
+        store.commit(&key, change(None, Some(&case(3, 1000)), &[record(1000, Outcome::Skipped)])).await.unwrap();
+        store.meta_or_insert("secret", "a").await.unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.get(&key).await.unwrap().unwrap().case, case(3, 1000));
+    assert_eq!(store.meta_or_insert("secret", "b").await.unwrap(), "a", "meta survives reopening");
     assert_eq!(store.outcomes(0).await.unwrap().len(), 1);
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use crate::case::ConversationKey;
 use crate::engine::{self, EngineConfig, Input, Transition};
 use crate::flow::Flows;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, Receipt, Store, StoreError};
 
 /// How often a message is replayed after losing a compare-and-set race
 /// before the session gives up.
@@ -66,20 +66,49 @@ impl<S: Store> Session<S> {
     /// and returns what to send. The new state is committed before this
     /// returns, so a reply is only ever sent for a stored step.
     pub async fn handle(&self, key: &ConversationKey, input: Input, now: i64) -> Result<Transition, SessionError> {
+        self.run(key, input, now, None).await
+    }
+
+    /// Like [`Session::handle`] for a platform update with a unique id:
+    /// returns `None` when that update was handled before (a redelivery
+    /// after a crash or a webhook retry), which must then not be answered.
+    pub async fn handle_once(
+        &self,
+        key: &ConversationKey,
+        input: Input,
+        now: i64,
+        update_id: &str,
+    ) -> Result<Option<Transition>, SessionError> {
+        match self.run(key, input, now, Some(Receipt { id: update_id, at: now })).await {
+            Ok(transition) => Ok(Some(transition)),
+            Err(SessionError::Store(StoreError::Duplicate)) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn run(
+        &self,
+        key: &ConversationKey,
+        input: Input,
+        now: i64,
+        receipt: Option<Receipt<'_>>,
+    ) -> Result<Transition, SessionError> {
         let lock = self.locks.get(key);
         let _guard = lock.lock().await;
         let flows = self.flows();
         for _ in 0..MAX_ATTEMPTS {
             let stored = self.store.get(key).await?;
-            let (case, version) = match stored {
+            let (case, expected) = match stored {
                 Some(stored) => (Some(stored.case), Some(stored.version)),
                 None => (None, None),
             };
             let transition = engine::handle(&flows, &self.config, key, case, input.clone(), now);
-            if !transition.changed {
+            // An unchanged case needs no write, unless the receipt must be kept.
+            if !transition.changed && receipt.is_none() {
                 return Ok(transition);
             }
-            match self.store.commit(key, version, transition.case.as_ref(), &transition.outcomes).await {
+            let change = Change { expected, case: transition.case.as_ref(), outcomes: &transition.outcomes, receipt };
+            match self.store.commit(key, change).await {
                 Ok(()) => return Ok(transition),
                 Err(StoreError::Conflict) => continue,
                 Err(error) => return Err(error.into()),

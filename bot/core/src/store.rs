@@ -20,12 +20,39 @@ pub struct Stored {
     pub version: u64,
 }
 
+/// Everything one handled message writes, committed together or not at all.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    /// The version read; `None` when no case was stored.
+    pub expected: Option<u64>,
+    /// The case to store, or `None` to remove it.
+    pub case: Option<&'a Case>,
+    /// Records to append to the outcome log.
+    pub outcomes: &'a [OutcomeRecord],
+    /// An id of the platform's update (e.g. `telegram:1234`): the change is
+    /// refused as a duplicate when this id was committed before, so an update
+    /// delivered twice is applied once.
+    pub receipt: Option<Receipt<'a>>,
+}
+
+/// The platform id of an incoming update and when it was handled.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt<'a> {
+    /// Unique per update, e.g. `telegram:1234`.
+    pub id: &'a str,
+    /// Unix seconds; receipts older than the retention are purged with cases.
+    pub at: i64,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The case changed since it was read; read it again and retry.
     #[error("the case was changed by another message; retry against the new state")]
     Conflict,
+    /// The update's receipt was committed before: it was already handled.
+    #[error("this update was already handled")]
+    Duplicate,
     /// A stored case could not be read back (written by an incompatible version).
     #[error("stored case for {key} is unreadable: {reason}")]
     Corrupt {
@@ -41,26 +68,27 @@ pub enum StoreError {
 
 /// Persistent (or not) storage of cases and the outcome log.
 ///
-/// Implementations must make `commit` atomic: the case change and the outcome
-/// records are stored together or not at all, so a crash at any point loses
-/// no acknowledged step and never records a step twice.
+/// Implementations must make `commit` atomic: the case change, the outcome
+/// records and the receipt are stored together or not at all, so a crash at
+/// any point loses no acknowledged step and never applies an update twice.
 pub trait Store: Send + Sync {
     /// The case of `key` and its version, if one is open.
     fn get(&self, key: &ConversationKey) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
 
-    /// Stores `case` (or removes the case when `None`) and appends `outcomes`,
-    /// if the stored version is still `expected` (`None`: no case stored).
-    /// Fails with [`StoreError::Conflict`] otherwise, changing nothing.
-    fn commit(
-        &self,
-        key: &ConversationKey,
-        expected: Option<u64>,
-        case: Option<&Case>,
-        outcomes: &[OutcomeRecord],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Applies `change` if the stored version is still `change.expected`
+    /// (`None`: no case stored) and its receipt is new. Fails with
+    /// [`StoreError::Conflict`] or [`StoreError::Duplicate`] otherwise,
+    /// changing nothing.
+    fn commit(&self, key: &ConversationKey, change: Change<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes cases not updated since `before` (Unix seconds); returns how many.
+    /// Removes cases not updated since `before` (Unix seconds), and receipts
+    /// older than that; returns how many cases.
     fn expire(&self, before: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The value stored under `name`, storing `value` first when there is
+    /// none. Instances sharing a store thereby agree on one value (e.g. the
+    /// button secret) and keep it across restarts.
+    fn meta_or_insert(&self, name: &str, value: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Outcome records at or after `since`, oldest first.
     fn outcomes(&self, since: i64) -> impl Future<Output = Result<Vec<OutcomeRecord>, StoreError>> + Send;

@@ -7,8 +7,8 @@ mod sqlite;
 pub use fixbot_core::store::MemoryStore;
 pub use sqlite::SqliteStore;
 
-use fixbot_core::case::{Case, ConversationKey, OutcomeRecord};
-use fixbot_core::store::{Store, StoreError, Stored};
+use fixbot_core::case::{ConversationKey, OutcomeRecord};
+use fixbot_core::store::{Change, Store, StoreError, Stored};
 
 /// A store URL that could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +62,10 @@ impl Store for AnyStore {
         }
     }
 
-    async fn commit(
-        &self,
-        key: &ConversationKey,
-        expected: Option<u64>,
-        case: Option<&Case>,
-        outcomes: &[OutcomeRecord],
-    ) -> Result<(), StoreError> {
+    async fn commit(&self, key: &ConversationKey, change: Change<'_>) -> Result<(), StoreError> {
         match self {
-            AnyStore::Memory(store) => store.commit(key, expected, case, outcomes).await,
-            AnyStore::Sqlite(store) => store.commit(key, expected, case, outcomes).await,
+            AnyStore::Memory(store) => store.commit(key, change).await,
+            AnyStore::Sqlite(store) => store.commit(key, change).await,
         }
     }
 
@@ -86,6 +80,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.outcomes(since).await,
             AnyStore::Sqlite(store) => store.outcomes(since).await,
+        }
+    }
+
+    async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.meta_or_insert(name, value).await,
+            AnyStore::Sqlite(store) => store.meta_or_insert(name, value).await,
         }
     }
 }

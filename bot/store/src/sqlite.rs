@@ -6,7 +6,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
-use fixbot_core::store::{Store, StoreError, Stored};
+use fixbot_core::store::{Change, Store, StoreError, Stored};
 use sqlx::Row as _;
 use sqlx::Sqlite;
 use sqlx::query::Query;
@@ -15,7 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 /// The schema, one migration per entry, applied in order at open. Never
 /// edit an entry that has shipped; add a new one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE cases (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE cases (
         platform   TEXT    NOT NULL,
         chat       TEXT    NOT NULL,
         thread     TEXT    NOT NULL,
@@ -35,7 +36,17 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE cases (
         step    TEXT    NOT NULL,
         outcome TEXT    NOT NULL
     );
-    CREATE INDEX outcomes_at ON outcomes (at);"];
+    CREATE INDEX outcomes_at ON outcomes (at);",
+    "CREATE TABLE receipts (
+        id TEXT    PRIMARY KEY,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX receipts_at ON receipts (at);
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
+];
 
 /// Cases and outcomes in a SQLite file.
 #[derive(Debug, Clone)]
@@ -116,16 +127,23 @@ impl Store for SqliteStore {
         Ok(Some(Stored { case, version: version as u64 }))
     }
 
-    async fn commit(
-        &self,
-        key: &ConversationKey,
-        expected: Option<u64>,
-        case: Option<&Case>,
-        outcomes: &[OutcomeRecord],
-    ) -> Result<(), StoreError> {
+    async fn commit(&self, key: &ConversationKey, change: Change<'_>) -> Result<(), StoreError> {
+        let Change { expected, case, outcomes, receipt } = change;
         // IMMEDIATE takes the write lock up front, so the version check and
         // the write cannot interleave with another connection's.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        if let Some(receipt) = receipt {
+            let inserted = sqlx::query("INSERT INTO receipts (id, at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(receipt.id)
+                .bind(receipt.at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::Duplicate);
+            }
+        }
         let query = match (expected, case) {
             (None, None) => {
                 keyed("SELECT 1 FROM cases WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4", key)
@@ -176,12 +194,34 @@ impl Store for SqliteStore {
     }
 
     async fn expire(&self, before: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM cases WHERE updated_at < ?")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let cases = sqlx::query("DELETE FROM cases WHERE updated_at < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        sqlx::query("DELETE FROM receipts WHERE at < ?").bind(before).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(cases)
+    }
+
+    async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        sqlx::query("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(result.rows_affected())
+        let stored: String = sqlx::query("SELECT value FROM meta WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(stored)
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {

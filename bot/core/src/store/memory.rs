@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{Store, StoreError, Stored};
-use crate::case::{Case, ConversationKey, OutcomeRecord};
+use super::{Change, Store, StoreError, Stored};
+use crate::case::{ConversationKey, OutcomeRecord};
 
 /// Keeps cases in a hash map; everything is lost when the process ends.
 #[derive(Debug, Default)]
@@ -16,6 +16,8 @@ pub struct MemoryStore {
 struct Inner {
     cases: HashMap<ConversationKey, Stored>,
     outcomes: Vec<OutcomeRecord>,
+    receipts: HashMap<String, i64>,
+    meta: HashMap<String, String>,
 }
 
 impl MemoryStore {
@@ -35,19 +37,19 @@ impl Store for MemoryStore {
         Ok(self.lock().cases.get(key).cloned())
     }
 
-    async fn commit(
-        &self,
-        key: &ConversationKey,
-        expected: Option<u64>,
-        case: Option<&Case>,
-        outcomes: &[OutcomeRecord],
-    ) -> Result<(), StoreError> {
+    async fn commit(&self, key: &ConversationKey, change: Change<'_>) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let current = inner.cases.get(key).map(|stored| stored.version);
-        if current != expected {
+        if current != change.expected {
             return Err(StoreError::Conflict);
         }
-        match case {
+        if let Some(receipt) = change.receipt {
+            if inner.receipts.contains_key(receipt.id) {
+                return Err(StoreError::Duplicate);
+            }
+            inner.receipts.insert(receipt.id.to_owned(), receipt.at);
+        }
+        match change.case {
             Some(case) => {
                 let version = current.map_or(1, |version| version + 1);
                 inner.cases.insert(key.clone(), Stored { case: case.clone(), version });
@@ -56,7 +58,7 @@ impl Store for MemoryStore {
                 inner.cases.remove(key);
             }
         }
-        inner.outcomes.extend_from_slice(outcomes);
+        inner.outcomes.extend_from_slice(change.outcomes);
         Ok(())
     }
 
@@ -64,7 +66,12 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let count = inner.cases.len();
         inner.cases.retain(|_, stored| stored.case.updated_at >= before);
+        inner.receipts.retain(|_, at| *at >= before);
         Ok((count - inner.cases.len()) as u64)
+    }
+
+    async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        Ok(self.lock().meta.entry(name.to_owned()).or_insert_with(|| value.to_owned()).clone())
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {

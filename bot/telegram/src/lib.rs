@@ -1,0 +1,1 @@
+//! fixbot-telegram: the Telegram front-end (being built).
