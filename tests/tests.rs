@@ -3,6 +3,11 @@
 /// Shared helpers: loading flows, running the binary, fixtures.
 mod support;
 
+/// A strict fake of the Telegram Bot API.
+mod fake_telegram;
+/// The fake checked with teloxide's own client.
+mod fake_telegram_selftest;
+
 /// The `fixbot` command line: check, diagnose, chat, bad input.
 mod cli;
 /// Top-1 accuracy and wrong commitments over the labelled corpus.
@@ -13,5 +18,7 @@ mod engine;
 mod session;
 /// One contract, every store backend.
 mod store_contract;
+/// The Telegram front-end end to end against the fake Bot API.
+mod telegram;
 /// Every transcript in `flows/transcripts/` replayed through the engine.
 mod transcripts;

@@ -5,6 +5,7 @@ mod check;
 mod console;
 mod diagnose;
 mod flows;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Command {
     Chat(console::ChatArgs),
     /// Print what the bot makes of a message, without starting a case.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Run the front-ends whose tokens are set (TELEGRAM_BOT_TOKEN).
+    Serve(serve::ServeArgs),
     /// Check the flow files; exit 0 when clean, 1 with every problem listed.
     Check {
         /// Directory holding the flow files.
@@ -35,11 +38,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The console keeps quiet unless asked; a server reports what it does.
+    init_logging(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
     let result = match cli.command {
         Command::Check { flows } => return check::run(flows.as_deref()),
         Command::Diagnose(args) => diagnose::run(args),
         Command::Chat(args) => runtime().and_then(|runtime| runtime.block_on(console::run(args))),
+        Command::Serve(args) => runtime().and_then(|runtime| runtime.block_on(serve::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,10 +59,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-/// Logs go to stderr, quiet by default so the console stays readable;
-/// `RUST_LOG=fixbot=debug` turns them up.
-fn init_logging() {
+/// Logs go to stderr at `default` level; `RUST_LOG` overrides it.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

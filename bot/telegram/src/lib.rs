@@ -1,1 +1,306 @@
-//! fixbot-telegram: the Telegram front-end (being built).
+//! fixbot-telegram: the Telegram front-end. It translates updates into core
+//! inputs and transitions into Bot API calls, and holds no troubleshooting
+//! logic. Long polling with confirmed offsets; every update is applied once
+//! (its id is a store receipt), and every callback query is answered.
+
+mod api;
+mod incoming;
+mod render;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fixbot_core::button::{ButtonCodec, ButtonError};
+use fixbot_core::case::ConversationKey;
+use fixbot_core::engine::{Input, Transition};
+use fixbot_core::session::Session;
+use fixbot_core::store::Store;
+use teloxide::adaptors::Throttle;
+use teloxide::adaptors::throttle::Limits;
+use teloxide::payloads::{AnswerCallbackQuerySetters as _, GetUpdatesSetters as _, SendMessageSetters as _};
+use teloxide::requests::{Requester as _, RequesterExt as _};
+use teloxide::types::{
+    AllowedUpdate, BotCommand, CallbackQueryId, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId,
+    ParseMode, ReplyParameters, Update,
+};
+use teloxide::{Bot, RequestError};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+pub use incoming::{Incoming, Me, Place, read_update};
+pub use render::{MAX_MESSAGE_UNITS, split, to_html};
+
+use api::Pacer;
+
+/// How the front-end reaches Telegram.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    /// The bot token from BotFather.
+    pub token: String,
+    /// A self-hosted Bot API server (or a test fake) instead of api.telegram.org.
+    pub api_url: Option<url::Url>,
+    /// How long one `getUpdates` call waits for updates.
+    pub poll_timeout: Duration,
+}
+
+/// Why the front-end stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    /// Telegram refused or could not be reached at start (e.g. a wrong token).
+    #[error("telegram: {0}")]
+    Request(#[from] RequestError),
+}
+
+/// The running front-end: the clients, the session and what it remembers
+/// between updates.
+struct Telegram<S> {
+    bot: Bot,
+    sender: Throttle<Bot>,
+    session: Arc<Session<S>>,
+    codec: ButtonCodec,
+    pacer: Pacer,
+    /// The latest message with buttons per conversation, so its keyboard can
+    /// be removed once the case moves on. Lost on restart, which is fine:
+    /// presses on old buttons are refused as stale anyway.
+    prompts: Mutex<HashMap<ConversationKey, (ChatId, MessageId)>>,
+}
+
+/// Runs the Telegram front-end until `shutdown` completes; updates in flight
+/// are finished and their offset confirmed before it returns.
+pub async fn run<S: Store + 'static>(
+    config: TelegramConfig,
+    session: Arc<Session<S>>,
+    codec: ButtonCodec,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TelegramError> {
+    let mut bot = Bot::new(config.token);
+    if let Some(url) = config.api_url {
+        bot = bot.set_api_url(url);
+    }
+    let me = bot.get_me().await?;
+    let me = Me { id: me.user.id, username: me.username().to_owned() };
+    register_commands(&bot, &session).await;
+    tracing::info!(bot = %me.username, "telegram front-end polling");
+    let telegram = Arc::new(Telegram {
+        sender: bot.clone().throttle(Limits::default()),
+        bot: bot.clone(),
+        session,
+        codec,
+        pacer: Pacer::default(),
+        prompts: Mutex::new(HashMap::new()),
+    });
+
+    tokio::pin!(shutdown);
+    let mut offset: i32 = 0;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let request = bot
+            .get_updates()
+            .offset(offset)
+            .timeout(config.poll_timeout.as_secs() as u32)
+            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+        let updates = tokio::select! {
+            () = &mut shutdown => break,
+            updates = request => updates,
+        };
+        match updates {
+            Ok(updates) => {
+                backoff = Duration::from_millis(500);
+                if let Some(last) = updates.last() {
+                    offset = last.id.0 as i32 + 1;
+                }
+                telegram.clone().handle_batch(updates, &me).await;
+            }
+            Err(RequestError::RetryAfter(after)) => tokio::time::sleep(after.duration()).await,
+            Err(error) => {
+                tracing::warn!(%error, "telegram getUpdates failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    // Confirm the offset, so a restart does not fetch handled updates again
+    // (receipts would skip them, but there is no need to fetch them).
+    let _ = bot.get_updates().offset(offset).timeout(0).limit(1).await;
+    Ok(())
+}
+
+/// Registers the command menu; a failure only costs the menu, so it is logged.
+async fn register_commands<S: Store>(bot: &Bot, session: &Session<S>) {
+    let flows = session.flows();
+    let labels = &flows.bot().labels;
+    let commands = [
+        ("fix", &labels.command_fix),
+        ("start", &labels.command_start),
+        ("help", &labels.command_help),
+        ("back", &labels.command_back),
+        ("restart", &labels.command_restart),
+        ("human", &labels.command_human),
+        ("stop", &labels.command_stop),
+    ]
+    .map(|(name, description)| BotCommand::new(name, description.as_str()));
+    if let Err(error) = bot.set_my_commands(commands).await {
+        tracing::warn!(%error, "telegram setMyCommands failed");
+    }
+}
+
+impl<S: Store + 'static> Telegram<S> {
+    /// Handles a batch of updates: conversations concurrently, each one's
+    /// updates in order.
+    async fn handle_batch(self: Arc<Self>, updates: Vec<Update>, me: &Me) {
+        let mut queues: Vec<(ConversationKey, Vec<(u32, Incoming)>)> = Vec::new();
+        for update in &updates {
+            let Some(incoming) = read_update(update, me) else { continue };
+            match queues.iter_mut().find(|(key, _)| key == incoming.key()) {
+                Some((_, queue)) => queue.push((update.id.0, incoming)),
+                None => queues.push((incoming.key().clone(), vec![(update.id.0, incoming)])),
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for (_, queue) in queues {
+            let telegram = self.clone();
+            tasks.spawn(async move {
+                for (id, incoming) in queue {
+                    telegram.handle(id, incoming).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn handle(&self, update_id: u32, incoming: Incoming) {
+        let receipt = format!("telegram:{update_id}");
+        match incoming {
+            Incoming::Message { key, input, place } => {
+                if let Some(transition) = self.apply(&key, input, &receipt, place).await {
+                    self.deliver(&key, place, &transition, None).await;
+                }
+            }
+            Incoming::Press { key, query, data, place, message } => {
+                self.press(&key, query, &data, place, message, &receipt).await;
+            }
+        }
+    }
+
+    async fn press(
+        &self,
+        key: &ConversationKey,
+        query: CallbackQueryId,
+        data: &str,
+        place: Place,
+        message: MessageId,
+        receipt: &str,
+    ) {
+        let flows = self.session.flows();
+        let messages = &flows.bot().messages;
+        let refusal = |template: &fixbot_core::markup::Template| Some(template.render().to_plain());
+        let (notice, transition) = match self.codec.decode(key, data) {
+            Err(ButtonError::Foreign) => (refusal(&messages.foreign_button), None),
+            Err(ButtonError::Malformed) => (refusal(&messages.stale_button), None),
+            Ok(button) => match self.apply(key, Input::Button(button), receipt, place).await {
+                Some(transition) => (transition.notice.clone(), Some(transition)),
+                None => (None, None),
+            },
+        };
+        // Answer first: the user's spinner stops at once, whatever follows.
+        let answer = self.pacer.call(None, || {
+            let request = self.bot.answer_callback_query(query.clone());
+            match &notice {
+                Some(text) => request.text(text.clone()),
+                None => request,
+            }
+        });
+        if let Err(error) = answer.await {
+            tracing::warn!(%error, "telegram answerCallbackQuery failed");
+        }
+        if let Some(transition) = transition.filter(|transition| transition.notice.is_none()) {
+            self.deliver(key, place, &transition, Some(message)).await;
+        }
+    }
+
+    /// Runs the input through the session. `None` when the update was
+    /// handled before, or when the store failed (the user is told).
+    async fn apply(&self, key: &ConversationKey, input: Input, receipt: &str, place: Place) -> Option<Transition> {
+        match self.session.handle_once(key, input, now(), receipt).await {
+            Ok(transition) => transition,
+            Err(error) => {
+                tracing::error!(%error, "handling a telegram update failed");
+                let text = self.session.flows().bot().messages.failure.render();
+                self.send(place, &text, None).await;
+                None
+            }
+        }
+    }
+
+    /// Sends the replies, and takes the keyboard off the previous prompt of
+    /// this conversation so a finished step cannot be pressed again.
+    async fn deliver(&self, key: &ConversationKey, place: Place, transition: &Transition, pressed: Option<MessageId>) {
+        if transition.changed {
+            let previous = self.prompts.lock().await.remove(key);
+            let stale = pressed.map(|id| (place.chat, id)).into_iter().chain(previous);
+            let mut cleared = Vec::new();
+            for (chat, message) in stale {
+                if cleared.contains(&(chat, message)) {
+                    continue;
+                }
+                cleared.push((chat, message));
+                let result = self.pacer.call(Some(chat.0), || self.bot.edit_message_reply_markup(chat, message)).await;
+                if let Err(error) = result {
+                    tracing::debug!(%error, "removing an old keyboard failed");
+                }
+            }
+        }
+        let mut place = place;
+        for reply in &transition.replies {
+            let keyboard = (!reply.choices.is_empty()).then(|| {
+                InlineKeyboardMarkup::new(reply.choices.iter().enumerate().map(|(index, label)| {
+                    vec![InlineKeyboardButton::callback(label.clone(), self.codec.encode(key, reply.button(index)))]
+                }))
+            });
+            let parts = split(&reply.body, MAX_MESSAGE_UNITS);
+            let count = parts.len();
+            for (index, part) in parts.iter().enumerate() {
+                let markup = if index + 1 == count { keyboard.clone() } else { None };
+                let has_buttons = markup.is_some();
+                if let Some(sent) = self.send(place, part, markup).await
+                    && has_buttons
+                {
+                    self.prompts.lock().await.insert(key.clone(), (place.chat, sent));
+                }
+                // Only the first message quotes the user's.
+                place.reply_to = None;
+            }
+        }
+    }
+
+    /// Sends one message; Throttle paces it and retries a 429.
+    async fn send(
+        &self,
+        place: Place,
+        body: &fixbot_core::markup::Markup,
+        keyboard: Option<InlineKeyboardMarkup>,
+    ) -> Option<MessageId> {
+        let mut request = self.sender.send_message(place.chat, to_html(body)).parse_mode(ParseMode::Html);
+        if let Some(thread) = place.thread {
+            request = request.message_thread_id(thread);
+        }
+        if let Some(message) = place.reply_to {
+            request = request.reply_parameters(ReplyParameters::new(message).allow_sending_without_reply());
+        }
+        if let Some(keyboard) = keyboard {
+            request = request.reply_markup(keyboard);
+        }
+        match request.await {
+            Ok(message) => Some(message.id),
+            Err(error) => {
+                tracing::warn!(%error, chat = place.chat.0, "telegram sendMessage failed");
+                None
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64)
+}

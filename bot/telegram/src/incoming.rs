@@ -1,0 +1,164 @@
+//! What an update means to fixbot: who it is from, where replies go, and the
+//! core `Input` it carries. Private chats take any text; groups take the bot's
+//! commands and replies to the bot's own messages, so the bot never answers
+//! chatter that was not meant for it.
+
+use fixbot_core::case::ConversationKey;
+use fixbot_core::engine::{Command, Input};
+use teloxide::types::{CallbackQueryId, ChatId, Message, MessageId, ThreadId, Update, UpdateKind, UserId};
+
+/// Stands in for a photo, sticker or other message without text: it has no
+/// words, so the engine answers that it can only read text.
+const NO_TEXT: &str = "\u{1F5BC}";
+
+/// Who the bot is, for recognising commands and replies meant for it.
+#[derive(Debug, Clone)]
+pub struct Me {
+    /// The bot's user id.
+    pub id: UserId,
+    /// The bot's username, without `@`.
+    pub username: String,
+}
+
+/// Where replies to a conversation go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The chat.
+    pub chat: ChatId,
+    /// The forum topic, when the chat has topics.
+    pub thread: Option<ThreadId>,
+    /// In groups, the user's message the first reply quotes, so it is clear
+    /// whom the bot answers.
+    pub reply_to: Option<MessageId>,
+}
+
+/// An update the bot acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message for the bot.
+    Message {
+        /// The conversation.
+        key: ConversationKey,
+        /// What the user said.
+        input: Input,
+        /// Where to answer.
+        place: Place,
+    },
+    /// A press on one of the bot's buttons.
+    Press {
+        /// The conversation of the user who pressed.
+        key: ConversationKey,
+        /// To answer the query (every query must be answered).
+        query: CallbackQueryId,
+        /// The button's callback data.
+        data: String,
+        /// Where to answer.
+        place: Place,
+        /// The message the button is on.
+        message: MessageId,
+    },
+}
+
+impl Incoming {
+    /// The conversation the update belongs to.
+    pub fn key(&self) -> &ConversationKey {
+        match self {
+            Incoming::Message { key, .. } | Incoming::Press { key, .. } => key,
+        }
+    }
+}
+
+/// Reads an update; `None` for updates the bot ignores.
+pub fn read_update(update: &Update, me: &Me) -> Option<Incoming> {
+    match &update.kind {
+        UpdateKind::Message(message) => read_message(message, me),
+        UpdateKind::CallbackQuery(query) => {
+            let message = query.message.as_ref()?;
+            let thread = message.regular_message().and_then(topic);
+            let chat = message.chat().id;
+            Some(Incoming::Press {
+                key: key(chat, thread, query.from.id),
+                query: query.id.clone(),
+                data: query.data.clone().unwrap_or_default(),
+                place: Place { chat, thread, reply_to: None },
+                message: message.id(),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
+    let from = message.from.as_ref().filter(|user| !user.is_bot)?;
+    let text = message.text().or_else(|| message.caption());
+    let private = message.chat.is_private();
+    let input = match text.and_then(|text| read_command(text, me)) {
+        Some(Ok(input)) => input,
+        // A command for another bot, or one fixbot does not know, in a group.
+        Some(Err(())) if !private => return None,
+        _ => {
+            let to_bot =
+                message.reply_to_message().and_then(|reply| reply.from.as_ref()).is_some_and(|user| user.id == me.id);
+            if !private && !to_bot {
+                return None;
+            }
+            Input::Text(text.unwrap_or(NO_TEXT).to_owned())
+        }
+    };
+    let thread = topic(message);
+    Some(Incoming::Message {
+        key: key(message.chat.id, thread, from.id),
+        input,
+        place: Place { chat: message.chat.id, thread, reply_to: (!private).then_some(message.id) },
+    })
+}
+
+/// Reads `/name[@bot] [text]`: `Some(Ok)` for fixbot's commands, `Some(Err)`
+/// for other commands, `None` for text that is no command.
+fn read_command(text: &str, me: &Me) -> Option<Result<Input, ()>> {
+    let rest = text.trim_start().strip_prefix('/')?;
+    let (word, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let (name, target) = word.split_once('@').unwrap_or((word, ""));
+    if !target.is_empty() && !target.eq_ignore_ascii_case(&me.username) {
+        return Some(Err(()));
+    }
+    if name.eq_ignore_ascii_case("fix") {
+        let args = args.trim();
+        return Some(Ok(if args.is_empty() { Input::Command(Command::Start) } else { Input::Text(args.to_owned()) }));
+    }
+    Some(Command::parse(&format!("/{name}")).map(Input::Command).ok_or(()))
+}
+
+/// The forum topic of a message, if it was sent in one.
+fn topic(message: &Message) -> Option<ThreadId> {
+    message.is_topic_message.then_some(message.thread_id).flatten()
+}
+
+fn key(chat: ChatId, thread: Option<ThreadId>, user: UserId) -> ConversationKey {
+    let thread = thread.map(|ThreadId(MessageId(id))| id.to_string()).unwrap_or_default();
+    ConversationKey::new("telegram", &chat.0.to_string(), &thread, &user.0.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Me {
+        Me { id: UserId(777), username: "fixbot_test_bot".into() }
+    }
+
+    #[test]
+    fn commands_for_this_bot_others_and_plain_text() {
+        let me = me();
+        assert_eq!(
+            read_command("/fix@FixBot_Test_Bot  backup failed ", &me),
+            Some(Ok(Input::Text("backup failed".into())))
+        );
+        assert_eq!(read_command("/fix", &me), Some(Ok(Input::Command(Command::Start))));
+        assert_eq!(read_command("/back@fixbot_test_bot", &me), Some(Ok(Input::Command(Command::Back))));
+        assert_eq!(read_command("/human", &me), Some(Ok(Input::Command(Command::Human))));
+        assert_eq!(read_command("/fix@other_bot x", &me), Some(Err(())));
+        assert_eq!(read_command("/weather", &me), Some(Err(())));
+        assert_eq!(read_command("my backup failed", &me), None);
+    }
+}
