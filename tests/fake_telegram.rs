@@ -247,6 +247,9 @@ struct Inner {
     last_update_id: i64,
     /// Updates not yet confirmed by an offset.
     queue: VecDeque<(i64, Value)>,
+    /// Every update ever queued, for re-delivering one as Telegram does when
+    /// a bot died before confirming its offset.
+    delivered: HashMap<i64, Value>,
     /// `None` is Telegram's default set.
     allowed: Option<HashSet<String>>,
     /// Bumped by every getUpdates, so an older long poll knows it was superseded.
@@ -308,6 +311,22 @@ impl FakeTelegram {
         };
         self.shared.wake.notify_waiters();
         id
+    }
+
+    /// The JSON of update `id` as it was queued, e.g. to POST it to a webhook.
+    pub fn update(&self, id: i64) -> Value {
+        self.shared.lock().delivered.get(&id).cloned().expect("only pushed updates are known")
+    }
+
+    /// Queues update `id` again, unchanged: what Telegram does when the bot
+    /// handled it but died before confirming the offset.
+    pub fn redeliver(&self, id: i64) {
+        {
+            let mut inner = self.shared.lock();
+            let update = inner.delivered.get(&id).cloned().expect("only pushed updates can be re-delivered");
+            inner.queue.push_back((id, update));
+        }
+        self.shared.wake.notify_waiters();
     }
 
     /// Makes `chat` known, so the bot may send to it before anyone writes there.
@@ -549,6 +568,7 @@ impl Inner {
             None => !OPT_IN_UPDATES.contains(&kind.as_str()),
         };
         if allowed {
+            self.delivered.insert(id, update.clone());
             self.queue.push_back((id, update));
         }
         id

@@ -3,6 +3,7 @@
 //! rate limits, hostile markup, long pastes, and a kill -9 with the SQLite
 //! store after which an old button carries on.
 
+use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,17 +31,13 @@ struct Harness {
 impl Harness {
     async fn start(fake: &FakeTelegram, store: AnyStore) -> Harness {
         let session = Arc::new(Session::new(store, shipped_flows(), EngineConfig::default()));
-        let config = TelegramConfig {
-            token: fake.token().to_owned(),
-            api_url: Some(fake.api_url().parse().unwrap()),
-            poll_timeout: Duration::from_secs(1),
-        };
+        let frontend = fixbot_telegram::connect(config(fake), session, ButtonCodec::new(b"test secret")).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            fixbot_telegram::run(config, session, ButtonCodec::new(b"test secret"), shutdown).await.unwrap();
+            frontend.poll(Duration::from_secs(1), shutdown).await.unwrap();
         });
         fake.wait_for(|calls| calls.iter().any(|call| call.method == "getupdates"), WAIT).await;
         Harness { fake: fake.clone(), stop: Some(stop), task }
@@ -56,6 +53,10 @@ impl Harness {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(WAIT, self.task).await.expect("the front-end stops").unwrap();
     }
+}
+
+fn config(fake: &FakeTelegram) -> TelegramConfig {
+    TelegramConfig { token: fake.token().to_owned(), api_url: Some(fake.api_url().parse().unwrap()) }
 }
 
 fn sends(calls: &[Call]) -> usize {
@@ -297,4 +298,73 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     server.kill().unwrap();
     server.wait().unwrap();
     let _ = (BOT_ID, ChatKind::Private);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_delivered_again_after_a_restart_is_not_answered_twice() {
+    let fake = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("cases.db").display());
+    let chat = Chat::private(16);
+    let bot = Harness::start(&fake, AnyStore::open(&url).await.unwrap()).await;
+    let id = fake.text(chat, user(16), ICLOUD_FULL);
+    bot.sent(1).await;
+    bot.stop().await;
+
+    // The new instance is handed the same update again, as Telegram does
+    // when an offset was never confirmed.
+    fake.redeliver(id);
+    let bot = Harness::start(&fake, AnyStore::open(&url).await.unwrap()).await;
+    fake.text(chat, user(16), "1");
+    bot.sent(2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = fake.sent();
+    assert_eq!(
+        sent.len(),
+        2,
+        "the re-delivered update was not answered again: {:?}",
+        sent.iter().map(|s| &s.plain).collect::<Vec<_>>()
+    );
+    assert!(sent[1].plain.contains("Delete Backup"), "and the case went on from the stored step: {}", sent[1].plain);
+    bot.stop().await;
+}
+
+/// POSTs `body` to the webhook on `address`, as Telegram would; returns the status.
+async fn post_update(address: std::net::SocketAddr, secret: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: fixbot\r\nContent-Type: application/json\r\nX-Telegram-Bot-Api-Secret-Token: {secret}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        fixbot_telegram::WEBHOOK_PATH,
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_whitespace().nth(1).and_then(|status| status.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_takes_updates_with_the_right_secret_once() {
+    let fake = FakeTelegram::start().await;
+    let session = Arc::new(Session::new(memory(), shipped_flows(), EngineConfig::default()));
+    let frontend = fixbot_telegram::connect(config(&fake), session, ButtonCodec::new(b"s")).await.unwrap();
+    frontend.set_webhook("https://bot.example.test/telegram/webhook".parse().unwrap(), "hook-secret_1").await.unwrap();
+    assert_eq!(fake.webhook().as_deref(), Some("https://bot.example.test/telegram/webhook"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, frontend.router("hook-secret_1".into())).into_future());
+
+    let chat = Chat::private(17);
+    let id = fake.text(chat, user(17), ICLOUD_FULL);
+    let body = fake.update(id).to_string();
+    assert_eq!(post_update(address, "wrong", &body).await, 401);
+    assert_eq!(sends(&fake.calls()), 0, "a request without the secret is not handled");
+    assert_eq!(post_update(address, "hook-secret_1", &body).await, 200);
+    assert_eq!(sends(&fake.calls()), 1, "the update is answered before the webhook returns");
+    // Telegram retries a delivery it thinks failed: answered once all the same.
+    assert_eq!(post_update(address, "hook-secret_1", &body).await, 200);
+    assert_eq!(post_update(address, "hook-secret_1", "not json").await, 200);
+    assert_eq!(sends(&fake.calls()), 1);
+    assert!(fake.sent()[0].plain.contains("Cloud storage"));
 }

@@ -29,12 +29,22 @@ pub struct ServeArgs {
     /// Where cases are kept: `sqlite:PATH` or `memory:`.
     #[arg(long, value_name = "URL", default_value = "sqlite:fixbot.db")]
     store: String,
+    /// The HTTP listener, for the Telegram webhook (when TELEGRAM_WEBHOOK_URL is set).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    listen: String,
+}
+
+/// How the Telegram front-end takes updates.
+enum Updates {
+    /// Long polling: simplest, one instance per bot.
+    Polling,
+    /// Telegram POSTs to `url` with `secret`: any number of instances.
+    Webhook { url: url::Url, secret: String },
 }
 
 /// Runs the server.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let telegram = telegram_config()?;
-    let Some(telegram) = telegram else {
+    let Some((telegram, updates)) = telegram_config()? else {
         bail!("nothing to serve: set TELEGRAM_BOT_TOKEN (see deploy/fixbot.env.example)");
     };
     let flows = flows::load_for_command(args.flows.as_deref())?;
@@ -46,7 +56,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let session = Arc::new(Session::new(store, flows, EngineConfig::default()));
 
     let sweeper = tokio::spawn(expire_idle_cases(session.clone()));
-    let result = fixbot_telegram::run(telegram, session, codec, shutdown_signal()).await;
+    let frontend = fixbot_telegram::connect(telegram, session, codec).await.context("connecting to Telegram")?;
+    let result = match updates {
+        Updates::Polling => {
+            frontend.poll(Duration::from_secs(30), shutdown_signal()).await.map_err(anyhow::Error::from)
+        }
+        Updates::Webhook { url, secret } => {
+            let listener = tokio::net::TcpListener::bind(&args.listen)
+                .await
+                .with_context(|| format!("listening on {}", args.listen))?;
+            frontend.set_webhook(url, &secret).await.context("registering the Telegram webhook")?;
+            tracing::info!(listen = %args.listen, path = fixbot_telegram::WEBHOOK_PATH, "serving the webhook");
+            // Graceful: the listener stops accepting, requests in flight finish.
+            axum::serve(listener, frontend.router(secret))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
     sweeper.abort();
     result.context("the Telegram front-end stopped")?;
     tracing::info!("stopped");
@@ -54,17 +81,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The Telegram settings from the environment, if a token is set.
-fn telegram_config() -> anyhow::Result<Option<TelegramConfig>> {
-    let Some(token) = std::env::var("TELEGRAM_BOT_TOKEN").ok().filter(|token| !token.trim().is_empty()) else {
+fn telegram_config() -> anyhow::Result<Option<(TelegramConfig, Updates)>> {
+    let Some(token) = env("TELEGRAM_BOT_TOKEN") else {
         return Ok(None);
     };
-    let api_url = match std::env::var("TELEGRAM_API_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            Some(url::Url::parse(url.trim()).with_context(|| format!("TELEGRAM_API_URL `{url}` is not a URL"))?)
+    let api_url = env_url("TELEGRAM_API_URL")?;
+    let updates = match env_url("TELEGRAM_WEBHOOK_URL")? {
+        None => Updates::Polling,
+        Some(url) => {
+            let secret = env("TELEGRAM_WEBHOOK_SECRET")
+                .context("TELEGRAM_WEBHOOK_SECRET must be set with TELEGRAM_WEBHOOK_URL")?;
+            if !fixbot_telegram::valid_secret(&secret) {
+                bail!("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -");
+            }
+            Updates::Webhook { url, secret }
         }
-        _ => None,
     };
-    Ok(Some(TelegramConfig { token: token.trim().to_owned(), api_url, poll_timeout: Duration::from_secs(30) }))
+    Ok(Some((TelegramConfig { token, api_url }, updates)))
+}
+
+/// A variable's trimmed value; unset and blank are the same.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+}
+
+fn env_url(name: &str) -> anyhow::Result<Option<url::Url>> {
+    env(name).map(|value| url::Url::parse(&value).with_context(|| format!("{name} `{value}` is not a URL"))).transpose()
 }
 
 async fn expire_idle_cases(session: Arc<Session<AnyStore>>) {

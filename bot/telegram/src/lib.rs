@@ -1,11 +1,13 @@
 //! fixbot-telegram: the Telegram front-end. It translates updates into core
 //! inputs and transitions into Bot API calls, and holds no troubleshooting
-//! logic. Long polling with confirmed offsets; every update is applied once
+//! logic. Updates arrive by long polling (one instance) or by webhook (any
+//! number of instances behind a load balancer); every update is applied once
 //! (its id is a store receipt), and every callback query is answered.
 
 mod api;
 mod incoming;
 mod render;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use tokio::task::JoinSet;
 
 pub use incoming::{Incoming, Me, Place, read_update};
 pub use render::{MAX_MESSAGE_UNITS, split, to_html};
+pub use webhook::{WEBHOOK_PATH, valid_secret};
 
 use api::Pacer;
 
@@ -40,8 +43,6 @@ pub struct TelegramConfig {
     pub token: String,
     /// A self-hosted Bot API server (or a test fake) instead of api.telegram.org.
     pub api_url: Option<url::Url>,
-    /// How long one `getUpdates` call waits for updates.
-    pub poll_timeout: Duration,
 }
 
 /// Why the front-end stopped.
@@ -55,6 +56,7 @@ pub enum TelegramError {
 /// The running front-end: the clients, the session and what it remembers
 /// between updates.
 struct Telegram<S> {
+    me: Me,
     bot: Bot,
     sender: Throttle<Bot>,
     session: Arc<Session<S>>,
@@ -66,14 +68,23 @@ struct Telegram<S> {
     prompts: Mutex<HashMap<ConversationKey, (ChatId, MessageId)>>,
 }
 
-/// Runs the Telegram front-end until `shutdown` completes; updates in flight
-/// are finished and their offset confirmed before it returns.
-pub async fn run<S: Store + 'static>(
+/// A connected front-end, ready to take updates by polling or by webhook.
+pub struct Frontend<S> {
+    telegram: Arc<Telegram<S>>,
+}
+
+impl<S> Clone for Frontend<S> {
+    fn clone(&self) -> Self {
+        Frontend { telegram: self.telegram.clone() }
+    }
+}
+
+/// Checks the token with `getMe` and registers the command menu.
+pub async fn connect<S: Store + 'static>(
     config: TelegramConfig,
     session: Arc<Session<S>>,
     codec: ButtonCodec,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), TelegramError> {
+) -> Result<Frontend<S>, TelegramError> {
     let mut bot = Bot::new(config.token);
     if let Some(url) = config.api_url {
         bot = bot.set_api_url(url);
@@ -81,49 +92,93 @@ pub async fn run<S: Store + 'static>(
     let me = bot.get_me().await?;
     let me = Me { id: me.user.id, username: me.username().to_owned() };
     register_commands(&bot, &session).await;
-    tracing::info!(bot = %me.username, "telegram front-end polling");
-    let telegram = Arc::new(Telegram {
+    let telegram = Telegram {
+        me,
         sender: bot.clone().throttle(Limits::default()),
-        bot: bot.clone(),
+        bot,
         session,
         codec,
         pacer: Pacer::default(),
         prompts: Mutex::new(HashMap::new()),
-    });
+    };
+    Ok(Frontend { telegram: Arc::new(telegram) })
+}
 
-    tokio::pin!(shutdown);
-    let mut offset: i32 = 0;
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let request = bot
-            .get_updates()
-            .offset(offset)
-            .timeout(config.poll_timeout.as_secs() as u32)
-            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
-        let updates = tokio::select! {
-            () = &mut shutdown => break,
-            updates = request => updates,
-        };
-        match updates {
-            Ok(updates) => {
-                backoff = Duration::from_millis(500);
-                if let Some(last) = updates.last() {
-                    offset = last.id.0 as i32 + 1;
+impl<S: Store + 'static> Frontend<S> {
+    /// The bot's username.
+    pub fn username(&self) -> &str {
+        &self.telegram.me.username
+    }
+
+    /// Takes updates by long polling until `shutdown` completes; updates in
+    /// flight are finished and their offset confirmed before it returns.
+    pub async fn poll(&self, timeout: Duration, shutdown: impl Future<Output = ()>) -> Result<(), TelegramError> {
+        let bot = &self.telegram.bot;
+        // Polling and a webhook exclude each other; a leftover webhook would
+        // make every getUpdates fail with 409.
+        bot.delete_webhook().await?;
+        tracing::info!(bot = %self.username(), "telegram front-end polling");
+        tokio::pin!(shutdown);
+        let mut offset: i32 = 0;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let request = bot
+                .get_updates()
+                .offset(offset)
+                .timeout(timeout.as_secs() as u32)
+                .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+            let updates = tokio::select! {
+                () = &mut shutdown => break,
+                updates = request => updates,
+            };
+            match updates {
+                Ok(updates) => {
+                    backoff = Duration::from_millis(500);
+                    if let Some(last) = updates.last() {
+                        offset = last.id.0 as i32 + 1;
+                    }
+                    self.telegram.clone().handle_batch(updates).await;
                 }
-                telegram.clone().handle_batch(updates, &me).await;
-            }
-            Err(RequestError::RetryAfter(after)) => tokio::time::sleep(after.duration()).await,
-            Err(error) => {
-                tracing::warn!(%error, "telegram getUpdates failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                Err(RequestError::RetryAfter(after)) => tokio::time::sleep(after.duration()).await,
+                Err(error) => {
+                    tracing::warn!(%error, "telegram getUpdates failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
             }
         }
+        // Confirm the offset, so a restart does not fetch handled updates
+        // again (receipts would skip them, but there is no need).
+        let _ = bot.get_updates().offset(offset).timeout(0).limit(1).await;
+        Ok(())
     }
-    // Confirm the offset, so a restart does not fetch handled updates again
-    // (receipts would skip them, but there is no need to fetch them).
-    let _ = bot.get_updates().offset(offset).timeout(0).limit(1).await;
-    Ok(())
+
+    /// Asks Telegram to deliver updates to `url` with `secret` in the
+    /// `X-Telegram-Bot-Api-Secret-Token` header.
+    pub async fn set_webhook(&self, url: url::Url, secret: &str) -> Result<(), TelegramError> {
+        use teloxide::payloads::SetWebhookSetters as _;
+        self.telegram
+            .bot
+            .set_webhook(url)
+            .secret_token(secret.to_owned())
+            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery])
+            .await?;
+        tracing::info!(bot = %self.username(), "telegram front-end taking updates by webhook");
+        Ok(())
+    }
+
+    /// The webhook route, `POST` [`WEBHOOK_PATH`], to mount on the server's
+    /// HTTP listener. Requests without the right secret are refused.
+    pub fn router(&self, secret: String) -> axum::Router {
+        webhook::router(self.clone(), secret)
+    }
+
+    /// Handles one update: what both polling and the webhook do.
+    async fn handle_update(&self, update: Update) {
+        if let Some(incoming) = read_update(&update, &self.telegram.me) {
+            self.telegram.handle(update.id.0, incoming).await;
+        }
+    }
 }
 
 /// Registers the command menu; a failure only costs the menu, so it is logged.
@@ -148,10 +203,10 @@ async fn register_commands<S: Store>(bot: &Bot, session: &Session<S>) {
 impl<S: Store + 'static> Telegram<S> {
     /// Handles a batch of updates: conversations concurrently, each one's
     /// updates in order.
-    async fn handle_batch(self: Arc<Self>, updates: Vec<Update>, me: &Me) {
+    async fn handle_batch(self: Arc<Self>, updates: Vec<Update>) {
         let mut queues: Vec<(ConversationKey, Vec<(u32, Incoming)>)> = Vec::new();
         for update in &updates {
-            let Some(incoming) = read_update(update, me) else { continue };
+            let Some(incoming) = read_update(update, &self.me) else { continue };
             match queues.iter_mut().find(|(key, _)| key == incoming.key()) {
                 Some((_, queue)) => queue.push((update.id.0, incoming)),
                 None => queues.push((incoming.key().clone(), vec![(update.id.0, incoming)])),
