@@ -172,6 +172,15 @@ async fn two_users_in_one_group_keep_their_own_cases() {
         sent[2].plain
     );
     assert_eq!(sends(&fake.calls()), 3, "nothing else was answered");
+
+    // `/fix` alone asks for the error and opens the reply box for that user,
+    // since with privacy mode the bot sees only replies to its messages.
+    fake.text(group, user(3), "/fix");
+    bot.sent(4).await;
+    let calls = fake.calls();
+    let asked = calls.iter().rev().find(|call| call.method == "sendmessage").unwrap();
+    assert_eq!(asked.params["reply_markup"]["force_reply"], true, "{}", asked.params);
+    assert_eq!(asked.params["reply_markup"]["selective"], true);
     bot.stop().await;
 }
 

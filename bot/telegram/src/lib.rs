@@ -23,8 +23,8 @@ use teloxide::adaptors::throttle::Limits;
 use teloxide::payloads::{AnswerCallbackQuerySetters as _, GetUpdatesSetters as _, SendMessageSetters as _};
 use teloxide::requests::{Requester as _, RequesterExt as _};
 use teloxide::types::{
-    AllowedUpdate, BotCommand, CallbackQueryId, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId,
-    ParseMode, ReplyParameters, Update,
+    AllowedUpdate, BotCommand, CallbackQueryId, ChatId, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup,
+    MessageId, ParseMode, ReplyMarkup, ReplyParameters, Update,
 };
 use teloxide::{Bot, RequestError};
 use tokio::sync::Mutex;
@@ -306,18 +306,32 @@ impl<S: Store + 'static> Telegram<S> {
                 }
             }
         }
+        // In a group the bot only sees replies to its own messages, so when it
+        // waits for typed text it opens the reply box for that user alone.
+        let expects_text = place.chat.0 < 0 && transition.outcomes.is_empty();
         let mut place = place;
-        for reply in &transition.replies {
-            let keyboard = (!reply.choices.is_empty()).then(|| {
-                InlineKeyboardMarkup::new(reply.choices.iter().enumerate().map(|(index, label)| {
-                    vec![InlineKeyboardButton::callback(label.clone(), self.codec.encode(key, reply.button(index)))]
-                }))
-            });
+        let count = transition.replies.len();
+        for (index, reply) in transition.replies.iter().enumerate() {
+            let keyboard: Option<ReplyMarkup> = if !reply.choices.is_empty() {
+                Some(
+                    InlineKeyboardMarkup::new(reply.choices.iter().enumerate().map(|(choice, label)| {
+                        vec![InlineKeyboardButton::callback(
+                            label.clone(),
+                            self.codec.encode(key, reply.button(choice)),
+                        )]
+                    }))
+                    .into(),
+                )
+            } else if expects_text && index + 1 == count {
+                Some(ForceReply::new().selective().into())
+            } else {
+                None
+            };
             let parts = split(&reply.body, MAX_MESSAGE_UNITS);
-            let count = parts.len();
-            for (index, part) in parts.iter().enumerate() {
-                let markup = if index + 1 == count { keyboard.clone() } else { None };
-                let has_buttons = markup.is_some();
+            let last = parts.len();
+            for (part_index, part) in parts.iter().enumerate() {
+                let markup = if part_index + 1 == last { keyboard.clone() } else { None };
+                let has_buttons = matches!(markup, Some(ReplyMarkup::InlineKeyboard(_)));
                 if let Some(sent) = self.send(place, part, markup).await
                     && has_buttons
                 {
@@ -334,7 +348,7 @@ impl<S: Store + 'static> Telegram<S> {
         &self,
         place: Place,
         body: &fixbot_core::markup::Markup,
-        keyboard: Option<InlineKeyboardMarkup>,
+        keyboard: Option<ReplyMarkup>,
     ) -> Option<MessageId> {
         let mut request = self.sender.send_message(place.chat, to_html(body)).parse_mode(ParseMode::Html);
         if let Some(thread) = place.thread {
