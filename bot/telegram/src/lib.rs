@@ -36,6 +36,16 @@ pub use webhook::{WEBHOOK_PATH, valid_secret};
 
 use api::Pacer;
 
+/// Telegram's documented limits: 1 message a second per chat, 20 a minute
+/// per group, 30 a second overall. Throttle's default allows supergroups only
+/// 10 a minute, which would slow a busy support group for nothing.
+const LIMITS: Limits = Limits {
+    messages_per_sec_chat: 1,
+    messages_per_min_chat: 20,
+    messages_per_min_channel_or_supergroup: 20,
+    messages_per_sec_overall: 30,
+};
+
 /// How the front-end reaches Telegram.
 #[derive(Debug, Clone)]
 pub struct TelegramConfig {
@@ -94,7 +104,7 @@ pub async fn connect<S: Store + 'static>(
     register_commands(&bot, &session).await;
     let telegram = Telegram {
         me,
-        sender: bot.clone().throttle(Limits::default()),
+        sender: bot.clone().throttle(LIMITS),
         bot,
         session,
         codec,
