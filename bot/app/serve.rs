@@ -1,7 +1,8 @@
-//! `fixbot serve`: runs every front-end whose token is set, on one session
-//! and store, until SIGINT or SIGTERM; then finishes the updates in flight
-//! and exits 0.
+//! `fixbot serve`: runs every front-end whose token is set (Telegram,
+//! Discord), on one session and store, until SIGINT or SIGTERM; then
+//! finishes the updates in flight and exits 0.
 
+use std::future::Future;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use fixbot_core::button::ButtonCodec;
 use fixbot_core::engine::EngineConfig;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store as _;
+use fixbot_discord::DiscordConfig;
 use fixbot_store::AnyStore;
 use fixbot_telegram::TelegramConfig;
 
@@ -44,9 +46,11 @@ enum Updates {
 
 /// Runs the server.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let Some((telegram, updates)) = telegram_config()? else {
-        bail!("nothing to serve: set TELEGRAM_BOT_TOKEN (see deploy/fixbot.env.example)");
-    };
+    let telegram = telegram_config()?;
+    let discord = discord_config()?;
+    if telegram.is_none() && discord.is_none() {
+        bail!("nothing to serve: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN (see deploy/fixbot.env.example)");
+    }
     let flows = flows::load_for_command(args.flows.as_deref())?;
     let store = AnyStore::open(&args.store).await?;
     // One secret per store: every instance sharing it accepts the others'
@@ -55,29 +59,101 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let codec = ButtonCodec::new(secret.as_bytes());
     let session = Arc::new(Session::new(store, flows, EngineConfig::default()));
 
-    let sweeper = tokio::spawn(expire_idle_cases(session.clone()));
-    let frontend = fixbot_telegram::connect(telegram, session, codec).await.context("connecting to Telegram")?;
-    let result = match updates {
-        Updates::Polling => {
-            frontend.poll(Duration::from_secs(30), shutdown_signal()).await.map_err(anyhow::Error::from)
-        }
-        Updates::Webhook { url, secret } => {
-            let listener = tokio::net::TcpListener::bind(&args.listen)
-                .await
-                .with_context(|| format!("listening on {}", args.listen))?;
-            frontend.set_webhook(url, &secret).await.context("registering the Telegram webhook")?;
-            tracing::info!(listen = %args.listen, path = fixbot_telegram::WEBHOOK_PATH, "serving the webhook");
-            // Graceful: the listener stops accepting, requests in flight finish.
-            axum::serve(listener, frontend.router(secret))
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(anyhow::Error::from)
+    // One signal stops every front-end.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
         }
     };
+    let signals = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+    };
+    let sweeper = tokio::spawn(expire_idle_cases(session.clone()));
+    let mut frontends = tokio::task::JoinSet::new();
+    if let Some((config, updates)) = telegram {
+        let (session, codec, stopped) = (session.clone(), codec.clone(), stopped());
+        let listen = args.listen.clone();
+        frontends.spawn(async move { run_telegram(config, updates, session, codec, &listen, stopped).await });
+    }
+    if let Some(config) = discord {
+        let (session, codec, stopped) = (session.clone(), codec.clone(), stopped());
+        frontends.spawn(async move {
+            fixbot_discord::run(config, session, codec, stopped).await.context("the Discord front-end stopped")
+        });
+    }
+    let mut outcome = Ok(());
+    while let Some(joined) = frontends.join_next().await {
+        let result = joined.context("a front-end panicked").and_then(|result| result);
+        if let Err(error) = result {
+            // One front-end failing for good stops the others: a half-working
+            // bot would look healthy while ignoring a platform.
+            tracing::error!("{error:#}");
+            let _ = stop.send(true);
+            outcome = Err(error);
+        }
+    }
+    signals.abort();
     sweeper.abort();
-    result.context("the Telegram front-end stopped")?;
+    outcome?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn run_telegram(
+    config: TelegramConfig,
+    updates: Updates,
+    session: Arc<Session<AnyStore>>,
+    codec: ButtonCodec,
+    listen: &str,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let frontend = fixbot_telegram::connect(config, session, codec).await.context("connecting to Telegram")?;
+    match updates {
+        Updates::Polling => {
+            frontend.poll(Duration::from_secs(30), stopped).await.context("the Telegram front-end stopped")
+        }
+        Updates::Webhook { url, secret } => {
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+            frontend.set_webhook(url, &secret).await.context("registering the Telegram webhook")?;
+            tracing::info!(%listen, path = fixbot_telegram::WEBHOOK_PATH, "serving the webhook");
+            // Graceful: the listener stops accepting, requests in flight finish.
+            axum::serve(listener, frontend.router(secret))
+                .with_graceful_shutdown(stopped)
+                .await
+                .context("serving the webhook")
+        }
+    }
+}
+
+/// The Discord settings from the environment, if a token is set.
+fn discord_config() -> anyhow::Result<Option<DiscordConfig>> {
+    let Some(token) = env("DISCORD_BOT_TOKEN") else {
+        return Ok(None);
+    };
+    Ok(Some(DiscordConfig {
+        token,
+        api_url: env_url("DISCORD_API_URL")?.map(|url| url.to_string()),
+        guild_ids: env_ids("DISCORD_GUILD_IDS")?,
+        help_channels: env_ids("DISCORD_HELP_CHANNELS")?,
+    }))
+}
+
+/// A comma-separated list of Discord ids.
+fn env_ids(name: &str) -> anyhow::Result<Vec<u64>> {
+    let Some(value) = env(name) else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| id.parse().with_context(|| format!("{name}: `{id}` is not a Discord id")))
+        .collect()
 }
 
 /// The Telegram settings from the environment, if a token is set.

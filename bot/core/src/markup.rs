@@ -91,6 +91,60 @@ impl Markup {
         out
     }
 
+    /// Splits into messages whose text costs at most `limit`, where `cost`
+    /// prices each character in its style (platforms count differently).
+    /// Breaks at paragraphs, then lines, then spaces; a styled span cut in
+    /// two stays styled on both sides.
+    pub fn split(&self, limit: usize, cost: impl Fn(&Style, char) -> usize) -> Vec<Markup> {
+        let chars: Vec<(&Style, char)> =
+            self.spans.iter().flat_map(|span| span.text.chars().map(move |c| (&span.style, c))).collect();
+        if chars.iter().map(|&(style, c)| cost(style, c)).sum::<usize>() <= limit {
+            return vec![self.clone()];
+        }
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < chars.len() {
+            let mut end = start;
+            let mut used = 0;
+            while end < chars.len() && used + cost(chars[end].0, chars[end].1) <= limit {
+                used += cost(chars[end].0, chars[end].1);
+                end += 1;
+            }
+            // Never an empty part: a single character over the limit goes alone.
+            end = end.max(start + 1);
+            if end < chars.len() {
+                let text: String = chars[start..end].iter().map(|&(_, c)| c).collect();
+                let cut = [text.rfind("\n\n"), text.rfind('\n'), text.rfind(' ')]
+                    .into_iter()
+                    .flatten()
+                    .find(|&byte| byte > 0)
+                    .map(|byte| text[..byte].chars().count());
+                if let Some(cut) = cut {
+                    end = start + cut;
+                }
+            }
+            let mut part = Markup::default();
+            for &(style, c) in &chars[start..end] {
+                part.push(style.clone(), c.encode_utf8(&mut [0; 4]));
+            }
+            for span in &mut part.spans {
+                if span.style != Style::Plain {
+                    // No message should end inside a style with only white space.
+                    span.text = span.text.trim().to_owned();
+                }
+            }
+            if part.spans.iter().any(|span| !span.text.trim().is_empty()) {
+                parts.push(part);
+            }
+            start = end;
+            // The break itself is not carried into the next message.
+            while start < chars.len() && chars[start].1.is_whitespace() {
+                start += 1;
+            }
+        }
+        parts
+    }
+
     /// Number of characters the plain rendering has; a lower bound for every
     /// front-end's rendering.
     pub fn char_count(&self) -> usize {

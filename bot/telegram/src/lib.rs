@@ -337,7 +337,7 @@ impl<S: Store + 'static> Telegram<S> {
             } else {
                 None
             };
-            let parts = split(&reply.body, MAX_MESSAGE_UNITS);
+            let parts = split(&reply.body);
             let last = parts.len();
             for (part_index, part) in parts.iter().enumerate() {
                 let markup = if part_index + 1 == last { keyboard.clone() } else { None };

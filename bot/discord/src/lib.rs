@@ -1,0 +1,485 @@
+//! fixbot-discord: the Discord front-end. It translates gateway events into
+//! core inputs and transitions into REST calls, and holds no troubleshooting
+//! logic. Slash commands and a modal need no privileged intent; DMs work as
+//! chats; configured help channels (message-content intent) answer pastes.
+
+mod render;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fixbot_core::button::{ButtonCodec, ButtonError};
+use fixbot_core::case::ConversationKey;
+use fixbot_core::engine::{Command as CoreCommand, Input, Reply, Transition};
+use fixbot_core::markup::Markup;
+use fixbot_core::session::Session;
+use fixbot_core::store::Store;
+use serenity::all::{
+    ActionRowComponent, ButtonKind, ButtonStyle, ChannelId, ClientBuilder, Command, CommandDataOptionValue,
+    CommandInteraction, CommandOptionType, ComponentInteraction, Context, CreateActionRow, CreateAllowedMentions,
+    CreateButton, CreateCommand, CreateCommandOption, CreateInputText, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage, CreateModal,
+    EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, HttpBuilder, InputTextStyle,
+    Interaction, Message, MessageId, ModalInteraction, Ready, UserId,
+};
+use serenity::builder::Builder as _;
+use serenity::http::HttpError;
+use tokio::sync::Mutex;
+
+pub use render::{MAX_CONTENT_CHARS, escape, split, to_markdown};
+
+/// The id of the paste form `/fix` opens without text, and of its one field.
+const PASTE_FORM: &str = "fix";
+/// Longest paste the form takes; Discord allows 4000.
+const PASTE_MAX: u16 = 4000;
+/// Attempts for a call that keeps getting 429 while we limit ourselves.
+const ATTEMPTS: u32 = 5;
+
+/// How the front-end reaches Discord, and where it listens.
+#[derive(Debug, Clone, Default)]
+pub struct DiscordConfig {
+    /// The bot token.
+    pub token: String,
+    /// An HTTP proxy for the REST API (or a test fake). Serenity honours it
+    /// only with its own rate limiter off, so fixbot then retries 429s itself.
+    pub api_url: Option<String>,
+    /// Register commands in these guilds (instant) instead of globally.
+    pub guild_ids: Vec<u64>,
+    /// Channels where plain messages are answered (needs the privileged
+    /// message-content intent, enabled in the developer portal).
+    pub help_channels: Vec<u64>,
+}
+
+/// Why the front-end stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscordError {
+    /// The client could not start or the gateway closed for good (for
+    /// example 4004, a wrong token, or 4014, an intent that is not enabled).
+    #[error("discord: {0}")]
+    Client(#[from] serenity::Error),
+}
+
+/// Runs the Discord front-end until `shutdown` completes.
+pub async fn run<S: Store + 'static>(
+    config: DiscordConfig,
+    session: Arc<Session<S>>,
+    codec: ButtonCodec,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DiscordError> {
+    let mut http = HttpBuilder::new(&config.token).default_allowed_mentions(CreateAllowedMentions::new());
+    let limit_ourselves = config.api_url.is_some();
+    if let Some(url) = &config.api_url {
+        http = http.proxy(url.trim_end_matches('/')).ratelimiter_disabled(true);
+    }
+    let mut intents = GatewayIntents::DIRECT_MESSAGES;
+    if !config.help_channels.is_empty() {
+        intents |= GatewayIntents::GUILD_MESSAGES | GatewayIntents::MESSAGE_CONTENT;
+    }
+    let handler = Handler {
+        session,
+        codec,
+        guild_ids: config.guild_ids,
+        help_channels: config.help_channels,
+        limit_ourselves,
+        prompts: Mutex::new(HashMap::new()),
+    };
+    let mut client = ClientBuilder::new_with_http(http.build(), intents).event_handler(handler).await?;
+    let shards = client.shard_manager.clone();
+    tokio::select! {
+        result = client.start() => result?,
+        () = shutdown => shards.shutdown_all().await,
+    }
+    Ok(())
+}
+
+/// The event handler: the session, the codec and what it remembers.
+struct Handler<S> {
+    session: Arc<Session<S>>,
+    codec: ButtonCodec,
+    guild_ids: Vec<u64>,
+    help_channels: Vec<u64>,
+    limit_ourselves: bool,
+    /// The latest channel message with buttons per conversation, so its
+    /// buttons can be taken off when the case moves on by a typed answer.
+    prompts: Mutex<HashMap<ConversationKey, (ChannelId, MessageId)>>,
+}
+
+/// Where the replies of one input go.
+#[derive(Clone, Copy)]
+enum Reach<'a> {
+    /// Through an interaction: the deferred original, then followups.
+    Interaction { token: &'a str, original_open: bool },
+    /// As plain channel messages (DMs and help channels), quoting `reply_to`.
+    Channel { channel: ChannelId, reply_to: Option<MessageId> },
+}
+
+#[serenity::async_trait]
+impl<S: Store + 'static> EventHandler for Handler<S> {
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        tracing::info!(bot = %ready.user.name, "discord front-end connected");
+        let commands = self.commands();
+        let result = if self.guild_ids.is_empty() {
+            Command::set_global_commands(&ctx.http, commands).await.map(drop)
+        } else {
+            let mut result = Ok(());
+            for &guild in &self.guild_ids {
+                result = result.and(GuildId::new(guild).set_commands(&ctx.http, commands.clone()).await.map(drop));
+            }
+            result
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "registering discord commands failed");
+        }
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        match interaction {
+            Interaction::Command(command) => self.command(&ctx, command).await,
+            Interaction::Component(component) => self.press(&ctx, component).await,
+            Interaction::Modal(modal) => self.paste(&ctx, modal).await,
+            _ => {}
+        }
+    }
+
+    async fn message(&self, ctx: Context, message: Message) {
+        if message.author.bot {
+            return;
+        }
+        let in_dm = message.guild_id.is_none();
+        if !in_dm && !self.help_channels.contains(&message.channel_id.get()) {
+            return;
+        }
+        let key = key(message.channel_id, message.author.id);
+        let input = text_input(&message.content);
+        let receipt = format!("discord:{}", message.id);
+        let reach = Reach::Channel { channel: message.channel_id, reply_to: (!in_dm).then_some(message.id) };
+        if let Some(transition) = self.apply(&ctx, &key, input, &receipt, reach).await {
+            self.deliver(&ctx, &key, &transition, reach).await;
+        }
+    }
+}
+
+impl<S: Store + 'static> Handler<S> {
+    fn commands(&self) -> Vec<CreateCommand> {
+        let flows = self.session.flows();
+        let labels = &flows.bot().labels;
+        let simple = |name: &str, description: &str| CreateCommand::new(name).description(description);
+        vec![
+            CreateCommand::new("fix").description(&labels.command_fix).add_option(
+                CreateCommandOption::new(CommandOptionType::String, "error", &labels.command_fix_error)
+                    .required(false)
+                    .max_length(PASTE_MAX),
+            ),
+            simple("back", &labels.command_back),
+            simple("restart", &labels.command_restart),
+            simple("human", &labels.command_human),
+            simple("stop", &labels.command_stop),
+            simple("help", &labels.command_help),
+        ]
+    }
+
+    async fn command(&self, ctx: &Context, command: CommandInteraction) {
+        let key = key(command.channel_id, command.user.id);
+        let input = if command.data.name == "fix" {
+            let text =
+                command.data.options.iter().find(|option| option.name == "error").and_then(|option| {
+                    match &option.value {
+                        CommandDataOptionValue::String(text) if !text.trim().is_empty() => Some(text.clone()),
+                        _ => None,
+                    }
+                });
+            match text {
+                Some(text) => Input::Text(text),
+                None => return self.open_paste_form(ctx, &command).await,
+            }
+        } else {
+            match CoreCommand::parse(&format!("/{}", command.data.name)) {
+                Some(parsed) => Input::Command(parsed),
+                None => return,
+            }
+        };
+        // Acknowledge at once: Discord drops interactions not answered in 3 s.
+        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
+        if let Err(error) = self.retry(|| command.create_response(&ctx.http, defer.clone())).await {
+            tracing::warn!(%error, "deferring a discord command failed");
+            return;
+        }
+        let reach = Reach::Interaction { token: &command.token, original_open: true };
+        let receipt = format!("discord:{}", command.id);
+        if let Some(transition) = self.apply(ctx, &key, input, &receipt, reach).await {
+            self.deliver(ctx, &key, &transition, reach).await;
+        }
+    }
+
+    /// `/fix` without text opens a form with room for a long paste.
+    async fn open_paste_form(&self, ctx: &Context, command: &CommandInteraction) {
+        let flows = self.session.flows();
+        let labels = &flows.bot().labels;
+        let field = CreateInputText::new(InputTextStyle::Paragraph, &labels.paste_label, PASTE_FORM)
+            .max_length(PASTE_MAX)
+            .required(true);
+        let form =
+            CreateModal::new(PASTE_FORM, &labels.paste_title).components(vec![CreateActionRow::InputText(field)]);
+        if let Err(error) =
+            self.retry(|| command.create_response(&ctx.http, CreateInteractionResponse::Modal(form.clone()))).await
+        {
+            tracing::warn!(%error, "opening the discord paste form failed");
+        }
+    }
+
+    async fn paste(&self, ctx: &Context, modal: ModalInteraction) {
+        let text: String = modal
+            .data
+            .components
+            .iter()
+            .flat_map(|row| &row.components)
+            .filter_map(|component| match component {
+                ActionRowComponent::InputText(input) => input.value.clone(),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let defer = CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new());
+        if let Err(error) = self.retry(|| modal.create_response(&ctx.http, defer.clone())).await {
+            tracing::warn!(%error, "deferring a discord paste failed");
+            return;
+        }
+        let key = key(modal.channel_id, modal.user.id);
+        let reach = Reach::Interaction { token: &modal.token, original_open: true };
+        let receipt = format!("discord:{}", modal.id);
+        if let Some(transition) = self.apply(ctx, &key, Input::Text(text), &receipt, reach).await {
+            self.deliver(ctx, &key, &transition, reach).await;
+        }
+    }
+
+    async fn press(&self, ctx: &Context, component: ComponentInteraction) {
+        // Acknowledge at once; what follows may take longer than 3 s.
+        if let Err(error) =
+            self.retry(|| component.create_response(&ctx.http, CreateInteractionResponse::Acknowledge)).await
+        {
+            tracing::warn!(%error, "acknowledging a discord button failed");
+            return;
+        }
+        let key = key(component.channel_id, component.user.id);
+        let reach = Reach::Interaction { token: &component.token, original_open: false };
+        let flows = self.session.flows();
+        let messages = &flows.bot().messages;
+        let transition = match self.codec.decode(&key, &component.data.custom_id) {
+            Err(ButtonError::Foreign) => {
+                return self.notice(ctx, &component.token, &messages.foreign_button.render()).await;
+            }
+            Err(ButtonError::Malformed) => {
+                return self.notice(ctx, &component.token, &messages.stale_button.render()).await;
+            }
+            Ok(button) => {
+                let receipt = format!("discord:{}", component.id);
+                match self.apply(ctx, &key, Input::Button(button), &receipt, reach).await {
+                    Some(transition) => transition,
+                    None => return,
+                }
+            }
+        };
+        if let Some(notice) = &transition.notice {
+            return self.notice(ctx, &component.token, &Markup::plain(notice.clone())).await;
+        }
+        // The pressed step is finished: grey out its buttons.
+        let disabled = disable(&component.message);
+        let edit = EditInteractionResponse::new().components(disabled).allowed_mentions(CreateAllowedMentions::new());
+        if let Err(error) = self.retry(|| edit.clone().execute(&ctx.http, &component.token)).await {
+            tracing::debug!(%error, "disabling the pressed buttons failed");
+        }
+        self.deliver(ctx, &key, &transition, reach).await;
+    }
+
+    /// A refusal only the presser sees.
+    async fn notice(&self, ctx: &Context, token: &str, text: &Markup) {
+        let followup = CreateInteractionResponseFollowup::new()
+            .content(to_markdown(text))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new());
+        if let Err(error) = self.retry(|| followup.clone().execute(&ctx.http, (None, token))).await {
+            tracing::warn!(%error, "sending a discord notice failed");
+        }
+    }
+
+    /// Runs the input through the session; `None` when the event was handled
+    /// before, or the store failed (the user is told).
+    async fn apply(
+        &self,
+        ctx: &Context,
+        key: &ConversationKey,
+        input: Input,
+        receipt: &str,
+        reach: Reach<'_>,
+    ) -> Option<Transition> {
+        match self.session.handle_once(key, input, now(), receipt).await {
+            Ok(transition) => transition,
+            Err(error) => {
+                tracing::error!(%error, "handling a discord event failed");
+                let failure = self.session.flows().bot().messages.failure.render();
+                self.send(ctx, key, &failure, Vec::new(), reach, true).await;
+                None
+            }
+        }
+    }
+
+    /// Sends the replies, and takes the buttons off this conversation's
+    /// previous channel prompt so a finished step cannot be pressed again.
+    async fn deliver(&self, ctx: &Context, key: &ConversationKey, transition: &Transition, mut reach: Reach<'_>) {
+        if transition.changed
+            && let Some((channel, message)) = self.prompts.lock().await.remove(key)
+        {
+            let edit = EditMessage::new().components(Vec::new());
+            if let Err(error) = self.retry(|| channel.edit_message(&ctx.http, message, edit.clone())).await {
+                tracing::debug!(%error, "removing old discord buttons failed");
+            }
+        }
+        for reply in &transition.replies {
+            let parts = split(&reply.body);
+            let count = parts.len();
+            for (index, part) in parts.iter().enumerate() {
+                let rows = if index + 1 == count { self.buttons(key, reply) } else { Vec::new() };
+                self.send(ctx, key, part, rows, reach, false).await;
+                if let Reach::Interaction { original_open, .. } = &mut reach {
+                    *original_open = false;
+                }
+                if let Reach::Channel { reply_to, .. } = &mut reach {
+                    *reply_to = None;
+                }
+            }
+        }
+    }
+
+    /// Sends one message where `reach` says, with empty allowed mentions.
+    async fn send(
+        &self,
+        ctx: &Context,
+        key: &ConversationKey,
+        body: &Markup,
+        rows: Vec<CreateActionRow>,
+        reach: Reach<'_>,
+        ephemeral: bool,
+    ) {
+        let content = to_markdown(body);
+        let has_buttons = !rows.is_empty();
+        let result = match reach {
+            Reach::Interaction { token, original_open: true } => {
+                let edit = EditInteractionResponse::new()
+                    .content(&content)
+                    .components(rows)
+                    .allowed_mentions(CreateAllowedMentions::new());
+                self.retry(|| edit.clone().execute(&ctx.http, token)).await.map(drop)
+            }
+            Reach::Interaction { token, original_open: false } => {
+                let followup = CreateInteractionResponseFollowup::new()
+                    .content(&content)
+                    .components(rows)
+                    .ephemeral(ephemeral)
+                    .allowed_mentions(CreateAllowedMentions::new());
+                self.retry(|| followup.clone().execute(&ctx.http, (None, token))).await.map(drop)
+            }
+            Reach::Channel { channel, reply_to } => {
+                let mut message = CreateMessage::new()
+                    .content(&content)
+                    .components(rows)
+                    .allowed_mentions(CreateAllowedMentions::new());
+                if let Some(reply_to) = reply_to {
+                    message = message.reference_message((channel, reply_to));
+                }
+                match self.retry(|| channel.send_message(&ctx.http, message.clone())).await {
+                    Ok(sent) => {
+                        if has_buttons {
+                            self.prompts.lock().await.insert(key.clone(), (channel, sent.id));
+                        }
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "sending a discord message failed");
+        }
+    }
+
+    /// The reply's choices as buttons, five to a row (Discord's maximum).
+    fn buttons(&self, key: &ConversationKey, reply: &Reply) -> Vec<CreateActionRow> {
+        let buttons: Vec<CreateButton> = reply
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(index, label)| {
+                let style = if index == 0 { ButtonStyle::Primary } else { ButtonStyle::Secondary };
+                CreateButton::new(self.codec.encode(key, reply.button(index))).label(label).style(style)
+            })
+            .collect();
+        buttons.chunks(5).map(|row| CreateActionRow::Buttons(row.to_vec())).collect()
+    }
+
+    /// Makes a call, retrying 429s when serenity's own limiter is off.
+    async fn retry<T, F: Future<Output = serenity::Result<T>>>(&self, call: impl Fn() -> F) -> serenity::Result<T> {
+        let mut wait = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(serenity::Error::Http(HttpError::UnsuccessfulRequest(response)))
+                    if self.limit_ourselves && response.status_code.as_u16() == 429 && attempt < ATTEMPTS =>
+                {
+                    // Serenity's error does not carry retry_after; Discord's
+                    // per-route waits are about a second, so start there.
+                    tracing::warn!(?wait, "discord asked to slow down");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// The buttons of `message`, all disabled.
+fn disable(message: &Message) -> Vec<CreateActionRow> {
+    message
+        .components
+        .iter()
+        .map(|row| {
+            let buttons = row
+                .components
+                .iter()
+                .filter_map(|component| match component {
+                    ActionRowComponent::Button(button) => match &button.data {
+                        ButtonKind::NonLink { custom_id, style } => Some(
+                            CreateButton::new(custom_id.clone())
+                                .label(button.label.clone().unwrap_or_default())
+                                .style(*style)
+                                .disabled(true),
+                        ),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            CreateActionRow::Buttons(buttons)
+        })
+        .collect()
+}
+
+/// A typed message: `/command` words are commands, the rest text.
+fn text_input(content: &str) -> Input {
+    match CoreCommand::parse(content) {
+        Some(command) => Input::Command(command),
+        None => Input::Text(content.to_owned()),
+    }
+}
+
+fn key(channel: ChannelId, user: UserId) -> ConversationKey {
+    // A thread is a channel of its own, so each thread is its own place.
+    ConversationKey::new("discord", &channel.get().to_string(), "", &user.get().to_string())
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64)
+}

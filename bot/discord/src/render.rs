@@ -1,0 +1,81 @@
+//! The core's markup as Discord markdown. User-supplied text is escaped, so
+//! a paste cannot format, mask a link or render a mention; pings are stopped
+//! separately by an empty `allowed_mentions` on every message.
+
+use fixbot_core::markup::{Markup, Style};
+
+/// Discord's limit for message content.
+pub const MAX_CONTENT_CHARS: usize = 2000;
+/// What a split part may cost: the limit less room for the `**` markers and
+/// link targets that the per-character cost does not see.
+const SPLIT_BUDGET: usize = 1800;
+
+/// Characters that mean something in Discord markdown somewhere in a line.
+fn is_special(c: char) -> bool {
+    matches!(c, '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '-' | '[' | ']' | '(' | ')' | '<' | '@' | ':')
+}
+
+/// Escapes every markdown character with a backslash.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_special(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Renders `markup` as Discord markdown.
+pub fn to_markdown(markup: &Markup) -> String {
+    let mut out = String::new();
+    for span in &markup.spans {
+        match &span.style {
+            Style::Plain => out.push_str(&escape(&span.text)),
+            Style::Bold => out.push_str(&format!("**{}**", escape(&span.text))),
+            // A code span cannot escape a backtick; double delimiters allow single ones inside.
+            Style::Code => out.push_str(&format!("`` {} ``", span.text.replace("``", "`\u{200B}`"))),
+            // Angle brackets keep Discord from unfurling an embed under every link.
+            Style::Link(url) => out.push_str(&format!("[{}](<{url}>)", escape(&span.text))),
+        }
+    }
+    out
+}
+
+/// Splits `markup` into parts that render within Discord's limit.
+pub fn split(markup: &Markup) -> Vec<Markup> {
+    markup.split(SPLIT_BUDGET, |_, c| if is_special(c) { 2 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use fixbot_core::markup::Span;
+
+    use super::*;
+
+    #[test]
+    fn escapes_markdown_mentions_and_links() {
+        let markup = Markup {
+            spans: vec![
+                Span { style: Style::Plain, text: "@everyone <@&123> **x** [a](b) ".into() },
+                Span { style: Style::Bold, text: "Settings → iCloud".into() },
+                Span { style: Style::Code, text: "0xE80``".into() },
+                Span { style: Style::Link("https://support.apple.com".into()), text: "status".into() },
+            ],
+        };
+        let text = to_markdown(&markup);
+        assert_eq!(
+            text,
+            "\\@everyone \\<\\@&123> \\*\\*x\\*\\* \\[a\\]\\(b\\) **Settings → iCloud**`` 0xE80`\u{200B}` ``[status](<https://support.apple.com>)"
+        );
+    }
+
+    #[test]
+    fn split_parts_render_within_the_limit() {
+        let text = "a-b*c ".repeat(700);
+        let parts = split(&Markup::plain(text));
+        assert!(parts.len() >= 3);
+        assert!(parts.iter().all(|part| to_markdown(part).chars().count() <= MAX_CONTENT_CHARS));
+    }
+}
