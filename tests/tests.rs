@@ -3,6 +3,10 @@
 /// Shared helpers: loading flows, running the binary, fixtures.
 mod support;
 
+/// A strict fake of Discord's REST API and gateway.
+mod fake_discord;
+/// The fake checked with serenity's own client.
+mod fake_discord_selftest;
 /// A strict fake of the Telegram Bot API.
 mod fake_telegram;
 /// The fake checked with teloxide's own client.
@@ -12,6 +16,8 @@ mod fake_telegram_selftest;
 mod cli;
 /// Top-1 accuracy and wrong commitments over the labelled corpus.
 mod corpus;
+/// The Discord front-end end to end against the fake REST API and gateway.
+mod discord;
 /// Engine behaviour on a small fixture flow set.
 mod engine;
 /// The session: per-conversation ordering and compare-and-set retries.

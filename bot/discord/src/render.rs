@@ -67,7 +67,7 @@ mod tests {
         let text = to_markdown(&markup);
         assert_eq!(
             text,
-            "\\@everyone \\<\\@&123> \\*\\*x\\*\\* \\[a\\]\\(b\\) **Settings → iCloud**`` 0xE80`\u{200B}` ``[status](<https://support.apple.com>)"
+            "\\@everyone \\<\\@&123\\> \\*\\*x\\*\\* \\[a\\]\\(b\\) **Settings → iCloud**`` 0xE80`\u{200B}` ``[status](<https://support.apple.com>)"
         );
     }
 

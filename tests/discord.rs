@@ -1,0 +1,284 @@
+//! The Discord front-end end to end against the fake REST API and gateway:
+//! `/fix` with and without text (the paste form), DMs, two users in one
+//! channel, foreign and forged buttons, mention injection, a gateway close
+//! mid-case, a 429, and a kill -9 with SQLite after which an old button
+//! carries on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fixbot_core::button::ButtonCodec;
+use fixbot_core::engine::EngineConfig;
+use fixbot_core::session::Session;
+use fixbot_discord::DiscordConfig;
+use fixbot_store::{AnyStore, MemoryStore};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::fake_discord::{FakeDiscord, Place, Post};
+use crate::support::shipped_flows;
+
+const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not enough iCloud storage available.";
+const WAIT: Duration = Duration::from_secs(20);
+const GUILD: u64 = 5000;
+
+struct Harness {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Harness {
+    async fn start(fake: &FakeDiscord, store: AnyStore, guilds: Vec<u64>) -> Harness {
+        let session = Arc::new(Session::new(store, shipped_flows(), EngineConfig::default()));
+        let config = DiscordConfig {
+            token: fake.token().to_owned(),
+            api_url: Some(fake.api_url()),
+            guild_ids: guilds,
+            help_channels: Vec::new(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            fixbot_discord::run(config, session, ButtonCodec::new(b"test secret"), shutdown).await.unwrap();
+        });
+        fake.wait_ready(WAIT).await;
+        Harness { stop: Some(stop), task }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, self.task).await.expect("the front-end stops").unwrap();
+    }
+}
+
+fn memory() -> AnyStore {
+    AnyStore::Memory(MemoryStore::new())
+}
+
+fn error(text: &str) -> serde_json::Value {
+    json!([{ "name": "error", "type": 3, "value": text }])
+}
+
+/// Waits until at least `count` posts with content exist, and returns them.
+async fn posts(fake: &FakeDiscord, count: usize) -> Vec<Post> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let posts: Vec<Post> = fake.posts().into_iter().filter(|post| !post.content.is_empty()).collect();
+        if posts.len() >= count {
+            return posts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited for {count} posts, have {}: {:?}",
+            posts.len(),
+            posts.iter().map(|p| &p.content).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn custom_id(post: &Post, label: &str) -> String {
+    post.buttons
+        .iter()
+        .flatten()
+        .find(|button| button.label.starts_with(label))
+        .map(|button| button.custom_id.clone())
+        .unwrap_or_else(|| panic!("no button {label:?} in {:?}", post.buttons))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_with_text_walked_through_buttons_to_the_end() {
+    let fake = FakeDiscord::start().await;
+    let bot = Harness::start(&fake, memory(), vec![GUILD]).await;
+    let channel = Place::guild(GUILD, 10);
+    // Commands are registered per guild when guild ids are configured.
+    fake.wait_for(|calls| calls.iter().any(|call| call.method == "PUT" && call.path.contains("/guilds/")), WAIT).await;
+    let names: Vec<String> =
+        fake.commands().iter().filter_map(|command| command["name"].as_str().map(str::to_owned)).collect();
+    assert!(names.contains(&"fix".to_owned()) && names.contains(&"human".to_owned()), "{names:?}");
+
+    fake.slash(channel, 1, "fix", error(ICLOUD_FULL));
+    let first = posts(&fake, 1).await[0].clone();
+    assert!(first.content.contains("Cloud storage is full"), "{}", first.content);
+    let mut count = 1;
+    for _ in 0..12 {
+        let last = posts(&fake, count).await.last().unwrap().clone();
+        let Some(button) = last.buttons.iter().flatten().last().cloned() else { break };
+        fake.press(channel, 1, last.message, &button.custom_id);
+        count += 1;
+        posts(&fake, count).await;
+        // The finished step's buttons are disabled by editing its message.
+        let components = fake.message_components(last.channel, last.message).unwrap_or_default();
+        assert!(components.iter().flatten().all(|button| button.disabled), "{components:?}");
+    }
+    let last = posts(&fake, count).await.last().unwrap().clone();
+    assert!(
+        last.content.contains("handing your case") || last.content.contains("backup works again"),
+        "{}",
+        last.content
+    );
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_without_text_opens_the_paste_form() {
+    let fake = FakeDiscord::start().await;
+    let bot = Harness::start(&fake, memory(), Vec::new()).await;
+    let channel = Place::guild(GUILD, 11);
+    let id = fake.slash(channel, 2, "fix", json!([]));
+    fake.wait_for(|_| !fake.responses(id).is_empty(), WAIT).await;
+    let form = fake.responses(id)[0].clone();
+    assert_eq!(form["type"], 9, "a modal: {form}");
+    let field = &form["data"]["components"][0]["components"][0];
+    assert_eq!(field["max_length"], 4000, "{form}");
+    let paste = format!("{}\n{ICLOUD_FULL}", "log line\n".repeat(300));
+    fake.submit(
+        channel,
+        2,
+        form["data"]["custom_id"].as_str().unwrap(),
+        &[(field["custom_id"].as_str().unwrap(), &paste)],
+    );
+    let posted = posts(&fake, 1).await;
+    assert!(posted[0].content.contains("Cloud storage is full"), "{}", posted[0].content);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_case_and_two_users_in_one_channel() {
+    let fake = FakeDiscord::start().await;
+    let bot = Harness::start(&fake, memory(), Vec::new()).await;
+    assert!(
+        fake.intents().is_some_and(|intents| intents & (1 << 15) == 0),
+        "no message-content intent without help channels"
+    );
+
+    let dm = Place::dm(20);
+    fake.message(dm, 3, "Backup couldn't complete");
+    let posted = posts(&fake, 1).await;
+    assert!(posted[0].content.contains("Wi\\-Fi") || posted[0].content.contains("Wi-Fi"), "{}", posted[0].content);
+    fake.message(dm, 3, "2");
+    posts(&fake, 2).await;
+
+    let channel = Place::guild(GUILD, 12);
+    fake.slash(channel, 4, "fix", error(ICLOUD_FULL));
+    fake.slash(channel, 5, "fix", error("the last backup could not be completed"));
+    let posted = posts(&fake, 4).await;
+    let ann = posted.iter().find(|post| post.content.contains("Cloud storage")).unwrap().clone();
+    // User 5 presses user 4's button: only user 5 is told, nothing changes.
+    fake.press(channel, 5, ann.message, &custom_id(&ann, "Not enough"));
+    let refusal = posts(&fake, 5).await.last().unwrap().clone();
+    assert!(refusal.ephemeral && refusal.content.contains("someone else"), "{refusal:?}");
+    // A forged custom id is refused the same way.
+    fake.press_unchecked(channel, 4, ann.message, "forged-id");
+    let refusal = posts(&fake, 6).await.last().unwrap().clone();
+    assert!(refusal.ephemeral, "{refusal:?}");
+    assert!(
+        fake.message_components(ann.channel, ann.message).unwrap_or_default().iter().flatten().all(|b| !b.disabled),
+        "the owner's buttons still work"
+    );
+    fake.press(channel, 4, ann.message, &custom_id(&ann, "Not enough"));
+    let next = posts(&fake, 7).await.last().unwrap().clone();
+    assert!(next.content.contains("Delete Backup"), "{}", next.content);
+    // Every interaction was acknowledged well within Discord's 3 seconds.
+    for call in fake.calls().iter().filter(|call| call.path.ends_with("/callback")) {
+        let id: u64 = call.path.split('/').nth(2).unwrap().parse().unwrap();
+        let delay = fake.ack_delay(id).expect("acknowledged");
+        assert!(delay < Duration::from_secs(2), "interaction {id} acknowledged after {delay:?}");
+    }
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pasted_mentions_never_ping() {
+    let fake = FakeDiscord::start().await;
+    let bot = Harness::start(&fake, memory(), Vec::new()).await;
+    let channel = Place::guild(GUILD, 13);
+    fake.slash(channel, 6, "fix", error(&format!("@everyone <@&777> @here {ICLOUD_FULL}")));
+    posts(&fake, 1).await;
+    fake.slash(channel, 6, "human", json!([]));
+    let posted = posts(&fake, 2).await;
+    assert!(posted[1].content.contains("everyone"), "the summary quotes the paste: {}", posted[1].content);
+    for post in fake.posts() {
+        let mentions = post.allowed_mentions.clone().unwrap_or_else(|| panic!("no allowed_mentions on {post:?}"));
+        assert_eq!(mentions["parse"], json!([]), "{mentions}");
+        assert!(mentions.get("roles").is_none_or(|roles| roles == &json!([])), "{mentions}");
+    }
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_close_mid_case_resumes_and_the_case_goes_on() {
+    let fake = FakeDiscord::start().await;
+    let bot = Harness::start(&fake, memory(), Vec::new()).await;
+    let channel = Place::guild(GUILD, 14);
+    fake.slash(channel, 7, "fix", error(ICLOUD_FULL));
+    let first = posts(&fake, 1).await[0].clone();
+    fake.close_gateway(4000);
+    fake.press(channel, 7, first.message, &custom_id(&first, "Not enough"));
+    let next = posts(&fake, 2).await.last().unwrap().clone();
+    assert!(next.content.contains("Delete Backup"), "{}", next.content);
+    assert!(fake.resumes() >= 1 || fake.identifies() >= 2, "the client reconnected");
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_on_message_create_is_waited_out() {
+    let fake = FakeDiscord::start().await;
+    let bot = Harness::start(&fake, memory(), Vec::new()).await;
+    let dm = Place::dm(21);
+    fake.fail_next("POST", "/channels/21/messages", 429, Some(1.0));
+    fake.message(dm, 8, ICLOUD_FULL);
+    let posted = posts(&fake, 1).await;
+    assert!(posted[0].content.contains("Cloud storage"));
+    let calls = fake.calls();
+    let limited = calls.iter().find(|call| call.status == 429).expect("the 429 was hit");
+    let retried = calls
+        .iter()
+        .find(|call| call.status == 200 && call.path.starts_with("/channels/21/messages") && call.at > limited.at)
+        .expect("retried");
+    assert!(retried.at.duration_since(limited.at) >= Duration::from_millis(900));
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_resumes_and_old_buttons_carry_on() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("cases.db").display());
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fixbot"))
+            .args(["serve", "--store", &store])
+            .current_dir(crate::support::root())
+            .env("DISCORD_BOT_TOKEN", fake.token())
+            .env("DISCORD_API_URL", fake.api_url())
+            .env_remove("TELEGRAM_BOT_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let channel = Place::guild(GUILD, 15);
+    let mut server = spawn();
+    fake.wait_ready(WAIT).await;
+    fake.slash(channel, 9, "fix", error(ICLOUD_FULL));
+    let first = posts(&fake, 1).await[0].clone();
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let before = fake.identifies() + fake.resumes();
+    let mut server = spawn();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while fake.identifies() + fake.resumes() == before {
+        assert!(tokio::time::Instant::now() < deadline, "the restarted server connects");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.wait_ready(WAIT).await;
+    fake.press(channel, 9, first.message, &custom_id(&first, "Not enough"));
+    let next = posts(&fake, 2).await.last().unwrap().clone();
+    assert!(next.content.contains("Delete Backup"), "{}", next.content);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
