@@ -30,13 +30,12 @@ struct Harness {
 
 impl Harness {
     async fn start(fake: &FakeDiscord, store: AnyStore, guilds: Vec<u64>) -> Harness {
+        Harness::start_with(fake, store, DiscordConfig { guild_ids: guilds, ..DiscordConfig::default() }).await
+    }
+
+    async fn start_with(fake: &FakeDiscord, store: AnyStore, config: DiscordConfig) -> Harness {
         let session = Arc::new(Session::new(store, shipped_flows(), EngineConfig::default()));
-        let config = DiscordConfig {
-            token: fake.token().to_owned(),
-            api_url: Some(fake.api_url()),
-            guild_ids: guilds,
-            help_channels: Vec::new(),
-        };
+        let config = DiscordConfig { token: fake.token().to_owned(), api_url: Some(fake.api_url()), ..config };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -281,4 +280,39 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     assert!(next.content.contains("Delete Backup"), "{}", next.content);
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_help_channel_opens_a_thread_per_case() {
+    let fake = FakeDiscord::start().await;
+    let help = Place::guild(GUILD, 30);
+    let config = DiscordConfig { help_channels: vec![30], threads: true, ..DiscordConfig::default() };
+    let bot = Harness::start_with(&fake, memory(), config).await;
+    assert!(
+        fake.intents().is_some_and(|intents| intents & (1 << 15) != 0),
+        "help channels need the message-content intent"
+    );
+
+    fake.message(help, 40, ICLOUD_FULL);
+    let first = posts(&fake, 1).await[0].clone();
+    let threads = fake.threads();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    let (parent, thread, name) = threads[0].clone();
+    assert_eq!(parent, 30);
+    assert!(name.starts_with("Backup help"), "{name}");
+    assert_eq!(first.channel, thread, "the case continues in its thread");
+
+    // The owner answers in the thread; a helper chatting there starts nothing.
+    let in_thread = Place::guild(GUILD, thread);
+    fake.message(in_thread, 41, "has anyone tried turning it off and on again?");
+    fake.message(in_thread, 40, "1");
+    let posted = posts(&fake, 2).await;
+    assert!(posted[1].content.contains("Delete Backup"), "{}", posted[1].content);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts(&fake, 2).await.len(), 2, "the helper's message was not answered");
+    // Chatter in other channels is ignored.
+    fake.message(Place::guild(GUILD, 31), 42, ICLOUD_FULL);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts(&fake, 2).await.len(), 2);
+    bot.stop().await;
 }

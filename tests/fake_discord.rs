@@ -115,7 +115,7 @@ pub struct Post {
     pub message: u64,
     /// The content as created (type 7 updates: the content after the update).
     pub content: String,
-    /// The buttons, row by row.
+    /// The buttons, row by row (select menus are left out).
     pub buttons: Vec<Vec<Button>>,
     /// The allowed_mentions object sent with it, if any.
     pub allowed_mentions: Option<Value>,
@@ -737,7 +737,8 @@ impl FakeDiscord {
         self.shared.lock().posts.clone()
     }
 
-    /// The current buttons of a message, after edits: `None` if the message is unknown.
+    /// The current buttons of a message, after edits (select menus are left out): `None` if
+    /// the message is unknown.
     pub fn message_components(&self, channel: u64, message: u64) -> Option<Vec<Vec<Button>>> {
         let inner = self.shared.lock();
         inner.messages.get(&message).filter(|m| m.channel == channel).map(|m| buttons_of(&m.components))

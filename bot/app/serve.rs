@@ -142,6 +142,7 @@ fn discord_config() -> anyhow::Result<Option<DiscordConfig>> {
         api_url: env_url("DISCORD_API_URL")?.map(|url| url.to_string()),
         guild_ids: env_ids("DISCORD_GUILD_IDS")?,
         help_channels: env_ids("DISCORD_HELP_CHANNELS")?,
+        threads: env("DISCORD_THREADS").is_some_and(|value| matches!(value.as_str(), "1" | "true" | "yes")),
     }))
 }
 

@@ -17,12 +17,12 @@ use fixbot_core::markup::Markup;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
 use serenity::all::{
-    ActionRowComponent, ButtonKind, ButtonStyle, ChannelId, ClientBuilder, Command, CommandDataOptionValue,
-    CommandInteraction, CommandOptionType, ComponentInteraction, Context, CreateActionRow, CreateAllowedMentions,
-    CreateButton, CreateCommand, CreateCommandOption, CreateInputText, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage, CreateModal,
-    EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, HttpBuilder, InputTextStyle,
-    Interaction, Message, MessageId, ModalInteraction, Ready, UserId,
+    ActionRowComponent, ButtonKind, ButtonStyle, ChannelId, ChannelType, ClientBuilder, Command,
+    CommandDataOptionValue, CommandInteraction, CommandOptionType, ComponentInteraction, Context, CreateActionRow,
+    CreateAllowedMentions, CreateButton, CreateCommand, CreateCommandOption, CreateInputText,
+    CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
+    CreateModal, CreateThread, EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId,
+    HttpBuilder, InputTextStyle, Interaction, Message, MessageId, ModalInteraction, Ready, UserId,
 };
 use serenity::builder::Builder as _;
 use serenity::http::HttpError;
@@ -36,6 +36,9 @@ const PASTE_FORM: &str = "fix";
 const PASTE_MAX: u16 = 4000;
 /// Attempts for a call that keeps getting 429 while we limit ourselves.
 const ATTEMPTS: u32 = 5;
+/// Discord allows 50 requests a second per bot; with serenity's limiter off
+/// (a proxy set), calls are spaced by this much.
+const CALL_GAP: Duration = Duration::from_millis(20);
 
 /// How the front-end reaches Discord, and where it listens.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +53,8 @@ pub struct DiscordConfig {
     /// Channels where plain messages are answered (needs the privileged
     /// message-content intent, enabled in the developer portal).
     pub help_channels: Vec<u64>,
+    /// In help channels, open a thread for each case and continue there.
+    pub threads: bool,
 }
 
 /// Why the front-end stopped.
@@ -82,8 +87,11 @@ pub async fn run<S: Store + 'static>(
         codec,
         guild_ids: config.guild_ids,
         help_channels: config.help_channels,
+        threads: config.threads,
         limit_ourselves,
+        next_call: Mutex::new(tokio::time::Instant::now()),
         prompts: Mutex::new(HashMap::new()),
+        help_threads: Mutex::new(HashMap::new()),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents).event_handler(handler).await?;
     let shards = client.shard_manager.clone();
@@ -100,10 +108,25 @@ struct Handler<S> {
     codec: ButtonCodec,
     guild_ids: Vec<u64>,
     help_channels: Vec<u64>,
+    threads: bool,
     limit_ourselves: bool,
+    /// When the next call may go out, while we limit ourselves.
+    next_call: Mutex<tokio::time::Instant>,
     /// The latest channel message with buttons per conversation, so its
     /// buttons can be taken off when the case moves on by a typed answer.
     prompts: Mutex<HashMap<ConversationKey, (ChannelId, MessageId)>>,
+    /// Whether a channel is a thread of a help channel, looked up once.
+    help_threads: Mutex<HashMap<ChannelId, bool>>,
+}
+
+/// Where a message was written, as far as the bot is concerned.
+enum Room {
+    /// A direct message.
+    Direct,
+    /// A configured help channel.
+    Help,
+    /// A thread under a help channel.
+    HelpThread,
 }
 
 /// Where the replies of one input go.
@@ -147,21 +170,89 @@ impl<S: Store + 'static> EventHandler for Handler<S> {
         if message.author.bot {
             return;
         }
-        let in_dm = message.guild_id.is_none();
-        if !in_dm && !self.help_channels.contains(&message.channel_id.get()) {
-            return;
+        let Some(room) = self.room(&ctx, &message).await else { return };
+        let mut channel = message.channel_id;
+        let mut reply_to = Some(message.id);
+        match room {
+            Room::Direct => reply_to = None,
+            Room::Help => {
+                if self.threads
+                    && let Some(thread) = self.open_thread(&ctx, &message).await
+                {
+                    channel = thread;
+                    reply_to = None;
+                }
+            }
+            // In a case's thread only people with a case there are answered,
+            // so staff can talk in it without starting cases of their own.
+            Room::HelpThread => {
+                let key = key(channel, message.author.id);
+                if !matches!(self.session.store().get(&key).await, Ok(Some(_))) {
+                    return;
+                }
+                reply_to = None;
+            }
         }
-        let key = key(message.channel_id, message.author.id);
-        let input = text_input(&message.content);
+        let key = key(channel, message.author.id);
         let receipt = format!("discord:{}", message.id);
-        let reach = Reach::Channel { channel: message.channel_id, reply_to: (!in_dm).then_some(message.id) };
-        if let Some(transition) = self.apply(&ctx, &key, input, &receipt, reach).await {
+        let reach = Reach::Channel { channel, reply_to };
+        if let Some(transition) = self.apply(&ctx, &key, text_input(&message.content), &receipt, reach).await {
             self.deliver(&ctx, &key, &transition, reach).await;
         }
     }
 }
 
 impl<S: Store + 'static> Handler<S> {
+    /// Whether the bot answers plain messages in the message's channel.
+    async fn room(&self, ctx: &Context, message: &Message) -> Option<Room> {
+        if message.guild_id.is_none() {
+            return Some(Room::Direct);
+        }
+        if self.help_channels.contains(&message.channel_id.get()) {
+            return Some(Room::Help);
+        }
+        if !self.threads {
+            return None;
+        }
+        let known = self.help_threads.lock().await.get(&message.channel_id).copied();
+        let is_help_thread = match known {
+            Some(known) => known,
+            None => {
+                let parent = match self.retry(|| message.channel_id.to_channel(&ctx.http)).await {
+                    Ok(channel) => channel.guild().and_then(|channel| channel.parent_id),
+                    Err(error) => {
+                        tracing::debug!(%error, "looking up a discord channel failed");
+                        return None;
+                    }
+                };
+                let is_help_thread = parent.is_some_and(|parent| self.help_channels.contains(&parent.get()));
+                self.help_threads.lock().await.insert(message.channel_id, is_help_thread);
+                is_help_thread
+            }
+        };
+        is_help_thread.then_some(Room::HelpThread)
+    }
+
+    /// Opens a thread for the case that `message` starts; `None` keeps the
+    /// case in the channel (for example without the thread permission).
+    async fn open_thread(&self, ctx: &Context, message: &Message) -> Option<ChannelId> {
+        let flows = self.session.flows();
+        let name: String =
+            format!("{}: {}", flows.bot().labels.thread_name, message.author.name).chars().take(100).collect();
+        let builder = CreateThread::new(name).kind(ChannelType::PublicThread);
+        match self.retry(|| message.channel_id.create_thread_from_message(&ctx.http, message.id, builder.clone())).await
+        {
+            Ok(thread) => {
+                self.help_threads.lock().await.insert(thread.id, true);
+                Some(thread.id)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "opening a discord thread failed; answering in the channel");
+                None
+            }
+        }
+    }
+
     fn commands(&self) -> Vec<CreateCommand> {
         let flows = self.session.flows();
         let labels = &flows.bot().labels;
@@ -423,6 +514,15 @@ impl<S: Store + 'static> Handler<S> {
         let mut wait = Duration::from_secs(1);
         let mut attempt = 1;
         loop {
+            if self.limit_ourselves {
+                let slot = {
+                    let mut next = self.next_call.lock().await;
+                    let slot = (*next).max(tokio::time::Instant::now());
+                    *next = slot + CALL_GAP;
+                    slot
+                };
+                tokio::time::sleep_until(slot).await;
+            }
             match call().await {
                 Err(serenity::Error::Http(HttpError::UnsuccessfulRequest(response)))
                     if self.limit_ourselves && response.status_code.as_u16() == 429 && attempt < ATTEMPTS =>

@@ -78,7 +78,7 @@ string_table! {
     RawLabels => Labels<String> via to_label {
         fixed, not_fixed, ios, android, person, switch, stay, none_of_these,
         command_fix, command_start, command_help, command_back, command_restart, command_human, command_stop,
-        command_fix_error, paste_title, paste_label,
+        command_fix_error, paste_title, paste_label, thread_name,
     }
 }
 
