@@ -230,3 +230,20 @@ fn chat_answers_hostile_input_without_losing_the_case() {
     assert!(!choices.is_empty(), "{first_step}");
     assert!(out.trim_end().ends_with(&choices), "{}", &out[out.len().saturating_sub(500)..]);
 }
+
+#[test]
+fn migrate_creates_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("new.db").display());
+    let output = fixbot(&["migrate", "--store", &url], b"");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("up to date"));
+    assert!(dir.path().join("new.db").exists());
+    let output = fixbot(&["migrate", "--store", "redis://nope"], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unknown store URL"), "{}", stderr(&output));
+    if let Some(url) = crate::store_contract::postgres_url() {
+        let output = fixbot(&["migrate", "--store", &url], b"");
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+}

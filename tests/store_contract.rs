@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position};
 use fixbot_core::store::{Change, Receipt, Store, StoreError};
-use fixbot_store::{AnyStore, MemoryStore, SqliteStore};
+use fixbot_store::{AnyStore, MemoryStore, PostgresStore, SqliteStore};
 
 fn case(turn: u32, updated_at: i64) -> Case {
     Case {
@@ -141,4 +141,118 @@ async fn sqlite_cases_survive_reopening() {
     assert_eq!(store.get(&key).await.unwrap().unwrap().case, case(3, 1000));
     assert_eq!(store.meta_or_insert("secret", "b").await.unwrap(), "a", "meta survives reopening");
     assert_eq!(store.outcomes(0).await.unwrap().len(), 1);
+}
+
+/// The PostgreSQL server of the tests, or `None` with a loud note that the
+/// PostgreSQL tests did not run. CI sets the variable (see `.ci/run`).
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("FIXBOT_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            use std::io::Write as _;
+            // Written to the real stderr: the test harness captures eprintln!
+            // of passing tests, and this must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED: FIXBOT_TEST_POSTGRES_URL is not set, so the PostgreSQL tests did not run ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// A schema of its own for one test, dropped when the guard goes.
+pub struct TestSchema {
+    url: String,
+    /// The schema's name.
+    pub name: String,
+}
+
+impl TestSchema {
+    pub fn new(url: &str) -> TestSchema {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        TestSchema { url: url.to_owned(), name: format!("fixbot_test_{}_{nanos}", std::process::id()) }
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop runs outside the test's runtime; a small one of its own suffices.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                use sqlx::Executor as _;
+                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                    let _ = pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE"))).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn postgres_store_meets_the_contract() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    contract(&store).await;
+    // Opening again (a second instance) finds the schema current and the data there.
+    let again = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
+    assert_eq!(again.meta_or_insert("secret", "other").await.unwrap(), "one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_instances_never_both_advance_a_case() {
+    use fixbot_core::engine::{EngineConfig, Input};
+    use fixbot_core::session::Session;
+
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let flows = crate::support::shipped_flows();
+    // Two stores with pools of their own behave like two processes: only the
+    // database's compare-and-set keeps them apart.
+    let one = std::sync::Arc::new(Session::new(
+        PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap(),
+        flows.clone(),
+        EngineConfig::default(),
+    ));
+    let two = std::sync::Arc::new(Session::new(
+        PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap(),
+        flows.clone(),
+        EngineConfig::default(),
+    ));
+    let key = ConversationKey::new("telegram", "1", "", "ann");
+    one.handle(&key, Input::Text("iPhone: Not enough iCloud storage".into()), 100).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for index in 0..16 {
+        let session = if index % 2 == 0 { one.clone() } else { two.clone() };
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move { session.handle(&key, Input::Text("skip".into()), 200).await.unwrap() }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let skipped: Vec<String> = one
+        .store()
+        .outcomes(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.outcome == Outcome::Skipped)
+        .map(|record| record.step)
+        .collect();
+    let ios: Vec<String> = flows
+        .get("cloud_storage_full")
+        .unwrap()
+        .steps
+        .iter()
+        .filter(|s| s.ios.is_some())
+        .map(|s| s.id.clone())
+        .collect();
+    assert_eq!(skipped, ios[..skipped.len()], "each step skipped once, in order, across both instances");
+    assert_eq!(skipped.len(), ios.len().min(16), "no message lost");
 }

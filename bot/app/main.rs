@@ -28,6 +28,12 @@ enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// Run the front-ends whose tokens are set (TELEGRAM_BOT_TOKEN).
     Serve(serve::ServeArgs),
+    /// Create or update the store's tables, then exit (serve and chat also do it at start).
+    Migrate {
+        /// The store: `sqlite:PATH` or `postgres://…`.
+        #[arg(long, value_name = "URL", default_value = "sqlite:fixbot.db")]
+        store: String,
+    },
     /// Check the flow files; exit 0 when clean, 1 with every problem listed.
     Check {
         /// Directory holding the flow files.
@@ -45,6 +51,13 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => diagnose::run(args),
         Command::Chat(args) => runtime().and_then(|runtime| runtime.block_on(console::run(args))),
         Command::Serve(args) => runtime().and_then(|runtime| runtime.block_on(serve::run(args))),
+        Command::Migrate { store } => runtime().and_then(|runtime| {
+            runtime.block_on(async {
+                fixbot_store::AnyStore::open(&store).await?;
+                println!("the store is up to date");
+                Ok(())
+            })
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

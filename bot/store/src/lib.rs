@@ -1,10 +1,13 @@
 //! fixbot-store: the persistent homes of cases. SQLite (a file, WAL) is the
-//! embedded default; the memory store comes from the core. A store is chosen
-//! once at start from a URL, so the set is a closed enum, not a trait object.
+//! embedded default; PostgreSQL is shared by several instances; the memory
+//! store comes from the core. A store is chosen once at start from a URL, so
+//! the set is a closed enum, not a trait object.
 
+mod postgres;
 mod sqlite;
 
 pub use fixbot_core::store::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use fixbot_core::case::{ConversationKey, OutcomeRecord};
@@ -14,7 +17,7 @@ use fixbot_core::store::{Change, Store, StoreError, Stored};
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The URL names no backend this build knows.
-    #[error("unknown store URL `{0}`: use `memory:` or `sqlite:PATH`")]
+    #[error("unknown store URL `{0}`: use `memory:`, `sqlite:PATH` or `postgres://…`")]
     UnknownScheme(String),
     /// The backend refused to open.
     #[error("cannot open the store at `{url}`: {source}")]
@@ -34,14 +37,23 @@ pub enum AnyStore {
     Memory(MemoryStore),
     /// `sqlite:PATH` — a file, the embedded default.
     Sqlite(SqliteStore),
+    /// `postgres://…` — shared by several instances.
+    Postgres(PostgresStore),
 }
 
 impl AnyStore {
     /// Opens the store a URL names: `memory:`, `sqlite:PATH` or
-    /// `sqlite://PATH`. SQLite files are created when missing.
+    /// `sqlite://PATH`, `postgres://…` or `postgresql://…`. SQLite files are
+    /// created when missing; both databases are migrated on open.
     pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
         if url == "memory:" || url == "memory" {
             return Ok(AnyStore::Memory(MemoryStore::new()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return PostgresStore::open(url)
+                .await
+                .map(AnyStore::Postgres)
+                .map_err(|source| OpenError::Backend { url: redact_password(url), source });
         }
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
         match path {
@@ -54,11 +66,26 @@ impl AnyStore {
     }
 }
 
+/// The URL with any password replaced, for error messages and logs.
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl Store for AnyStore {
     async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
         match self {
             AnyStore::Memory(store) => store.get(key).await,
             AnyStore::Sqlite(store) => store.get(key).await,
+            AnyStore::Postgres(store) => store.get(key).await,
         }
     }
 
@@ -66,6 +93,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.commit(key, change).await,
             AnyStore::Sqlite(store) => store.commit(key, change).await,
+            AnyStore::Postgres(store) => store.commit(key, change).await,
         }
     }
 
@@ -73,6 +101,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.expire(before).await,
             AnyStore::Sqlite(store) => store.expire(before).await,
+            AnyStore::Postgres(store) => store.expire(before).await,
         }
     }
 
@@ -80,6 +109,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.outcomes(since).await,
             AnyStore::Sqlite(store) => store.outcomes(since).await,
+            AnyStore::Postgres(store) => store.outcomes(since).await,
         }
     }
 
@@ -87,6 +117,7 @@ impl Store for AnyStore {
         match self {
             AnyStore::Memory(store) => store.meta_or_insert(name, value).await,
             AnyStore::Sqlite(store) => store.meta_or_insert(name, value).await,
+            AnyStore::Postgres(store) => store.meta_or_insert(name, value).await,
         }
     }
 }
