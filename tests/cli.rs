@@ -247,3 +247,15 @@ fn migrate_creates_the_tables() {
         assert!(output.status.success(), "{}", stderr(&output));
     }
 }
+
+#[test]
+fn forget_deletes_a_persons_case_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("cases.db").display());
+    fixbot(&["chat", "--store", &url, "--user", "ann"], format!("{ICLOUD_FULL}\n").as_bytes());
+    let output = fixbot(&["forget", "--store", &url, "--platform", "console", "--user", "ann"], b"");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("deleted 1 stored record"), "{}", stdout(&output));
+    let output = fixbot(&["chat", "--store", &url, "--user", "ann"], b"");
+    assert!(!stdout(&output).contains("Welcome back"), "the case is gone");
+}

@@ -38,6 +38,12 @@ impl Store for Racing {
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
         self.inner.meta_or_insert(name, value).await
     }
+    async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
+        self.inner.forget(platform, user, subject).await
+    }
+    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
+        self.inner.purge_outcomes(before).await
+    }
 }
 
 #[tokio::test]
@@ -102,4 +108,45 @@ async fn concurrent_messages_of_one_user_are_applied_one_after_another() {
         flow.steps.iter().filter(|step| step.ios.is_some()).map(|step| step.id.clone()).collect();
     assert_eq!(skipped, ios_steps[..skipped.len()], "each step skipped once, in order");
     assert_eq!(skipped.len(), ios_steps.len().min(20), "no skip was lost");
+}
+
+/// `/forget` deletes every case of the person (in any chat) and their outcome
+/// history, and writes nothing new; others' data stays. Issue 5.
+async fn forget_leaves_no_row_behind(store: impl Store) {
+    let session = Session::new(store, shipped_flows(), EngineConfig::default());
+    let ann_here = ConversationKey::new("telegram", "-100", "", "ann");
+    let ann_there = ConversationKey::new("telegram", "7", "", "ann");
+    let bob = ConversationKey::new("telegram", "-100", "", "bob");
+    for key in [&ann_here, &ann_there, &bob] {
+        session.handle(key, Input::Text("iPhone: Not enough iCloud storage".into()), 100).await.unwrap();
+        session.handle(key, Input::Text("skip".into()), 110).await.unwrap();
+    }
+    let reply = session.handle(&ann_here, Input::Text("/forget".into()), 120).await.unwrap();
+    assert!(reply.replies[0].to_plain().contains("deleted everything"), "{:?}", reply.replies);
+    let store = session.store();
+    assert!(store.get(&ann_here).await.unwrap().is_none());
+    assert!(store.get(&ann_there).await.unwrap().is_none(), "every chat of the person");
+    assert!(store.get(&bob).await.unwrap().is_some(), "others keep theirs");
+    let outcomes = store.outcomes(0).await.unwrap();
+    assert!(outcomes.iter().all(|record| record.subject != ann_here.subject()), "no outcome of ann is left");
+    assert!(outcomes.iter().any(|record| record.subject == bob.subject()));
+}
+
+#[tokio::test]
+async fn forget_leaves_no_row_behind_in_memory() {
+    forget_leaves_no_row_behind(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn forget_leaves_no_row_behind_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    forget_leaves_no_row_behind(fixbot_store::SqliteStore::open(&dir.path().join("f.db")).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn forget_leaves_no_row_behind_in_postgres() {
+    let Some(url) = crate::store_contract::postgres_url() else { return };
+    let schema = crate::store_contract::TestSchema::new(&url);
+    forget_leaves_no_row_behind(fixbot_store::PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap())
+        .await;
 }

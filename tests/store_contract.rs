@@ -24,7 +24,15 @@ fn case(turn: u32, updated_at: i64) -> Case {
 }
 
 fn record(at: i64, outcome: Outcome) -> OutcomeRecord {
-    OutcomeRecord { case_id: u64::MAX - 1, at, symptom: "f".into(), flow: "f".into(), step: "s1".into(), outcome }
+    OutcomeRecord {
+        case_id: u64::MAX - 1,
+        subject: 11,
+        at,
+        symptom: "f".into(),
+        flow: "f".into(),
+        step: "s1".into(),
+        outcome,
+    }
 }
 
 /// A change without a receipt.
@@ -100,6 +108,23 @@ async fn contract(store: &impl Store) {
         .commit(&ann, Change { receipt: Some(Receipt { id: "telegram:1", at: 4000 }), ..change(None, None, &[]) })
         .await
         .unwrap();
+
+    // Retention: outcome records older than the cut-off go, newer stay.
+    let total = store.outcomes(0).await.unwrap().len();
+    assert_eq!(store.purge_outcomes(1030).await.unwrap(), 1, "only the record of 1010 is older");
+    assert_eq!(store.outcomes(0).await.unwrap().len(), total - 1);
+
+    // Forgetting: every case of the person on that platform, and their outcomes.
+    let ann_elsewhere = ConversationKey::new("telegram", "42", "", "ann");
+    let ann_discord = ConversationKey::new("discord", "-100", "7", "ann");
+    store.commit(&ann_elsewhere, change(None, Some(&case(1, 5000)), &[])).await.unwrap();
+    store.commit(&ann_discord, change(None, Some(&case(1, 5000)), &[])).await.unwrap();
+    let other = OutcomeRecord { subject: 12, ..record(5000, Outcome::Fixed) };
+    store.commit(&bob, change(None, None, std::slice::from_ref(&other))).await.unwrap();
+    assert!(store.forget("telegram", "ann", 11).await.unwrap() >= 2);
+    assert!(store.get(&ann).await.unwrap().is_none() && store.get(&ann_elsewhere).await.unwrap().is_none());
+    assert!(store.get(&ann_discord).await.unwrap().is_some(), "another platform's ann is another person");
+    assert_eq!(store.outcomes(0).await.unwrap(), vec![other], "only other subjects' outcomes remain");
 
     // Meta: the first value stays.
     assert_eq!(store.meta_or_insert("secret", "one").await.unwrap(), "one");
@@ -197,7 +222,7 @@ async fn postgres_store_meets_the_contract() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
     let store = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     contract(&store).await;
     // Opening again (a second instance) finds the schema current and the data there.
     let again = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();

@@ -90,7 +90,7 @@ async fn a_private_case_walked_to_its_end_with_buttons() {
     assert!(
         fake.calls()
             .iter()
-            .any(|call| call.method == "setmycommands" && call.params["commands"].as_array().unwrap().len() == 7)
+            .any(|call| call.method == "setmycommands" && call.params["commands"].as_array().unwrap().len() == 8)
     );
 
     fake.text(chat, user(10), ICLOUD_FULL);

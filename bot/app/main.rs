@@ -34,6 +34,18 @@ enum Command {
         #[arg(long, value_name = "URL", default_value = "sqlite:fixbot.db")]
         store: String,
     },
+    /// Delete everything stored about one person (as their /forget would).
+    Forget {
+        /// The store: `sqlite:PATH` or `postgres://…`.
+        #[arg(long, value_name = "URL", default_value = "sqlite:fixbot.db")]
+        store: String,
+        /// The platform: telegram, discord, console or web.
+        #[arg(long)]
+        platform: String,
+        /// The person's user id on that platform.
+        #[arg(long)]
+        user: String,
+    },
     /// Check the flow files; exit 0 when clean, 1 with every problem listed.
     Check {
         /// Directory holding the flow files.
@@ -51,6 +63,16 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => diagnose::run(args),
         Command::Chat(args) => runtime().and_then(|runtime| runtime.block_on(console::run(args))),
         Command::Serve(args) => runtime().and_then(|runtime| runtime.block_on(serve::run(args))),
+        Command::Forget { store, platform, user } => runtime().and_then(|runtime| {
+            runtime.block_on(async {
+                use fixbot_core::store::Store as _;
+                let store = fixbot_store::AnyStore::open(&store).await?;
+                let subject = fixbot_core::case::ConversationKey::new(&platform, "", "", &user).subject();
+                let rows = store.forget(&platform, &user, subject).await?;
+                println!("deleted {rows} stored record(s) of {platform} user {user}");
+                Ok(())
+            })
+        }),
         Command::Migrate { store } => runtime().and_then(|runtime| {
             runtime.block_on(async {
                 fixbot_store::AnyStore::open(&store).await?;

@@ -19,8 +19,12 @@ use fixbot_telegram::TelegramConfig;
 
 use crate::flows;
 
-/// How often idle cases are swept out of the store.
-const EXPIRY_INTERVAL: Duration = Duration::from_secs(600);
+/// How often idle cases and old outcome records are swept out of the store.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+/// Default idle time after which a case is closed.
+const DEFAULT_IDLE: &str = "24h";
+/// Default age after which outcome records are deleted.
+const DEFAULT_RETENTION: &str = "90d";
 
 /// Arguments of `fixbot serve`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +61,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // buttons, and buttons keep working across restarts.
     let secret = store.meta_or_insert("button_secret", &random_hex()).await.context("reading the button secret")?;
     let codec = ButtonCodec::new(secret.as_bytes());
-    let session = Arc::new(Session::new(store, flows, EngineConfig::default()));
+    let idle_timeout = env_duration("FIXBOT_IDLE_TIMEOUT", DEFAULT_IDLE)?;
+    let retention = env_duration("FIXBOT_RETENTION", DEFAULT_RETENTION)?;
+    let config = EngineConfig { idle_timeout, ..EngineConfig::default() };
+    let session = Arc::new(Session::new(store, flows, config));
 
     // One signal stops every front-end.
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -74,7 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = stop.send(true);
         })
     };
-    let sweeper = tokio::spawn(expire_idle_cases(session.clone()));
+    let sweeper = tokio::spawn(sweep(session.clone(), retention));
     let mut frontends = tokio::task::JoinSet::new();
     if let Some((config, updates)) = telegram {
         let (session, codec, stopped) = (session.clone(), codec.clone(), stopped());
@@ -186,8 +193,9 @@ fn env_url(name: &str) -> anyhow::Result<Option<url::Url>> {
     env(name).map(|value| url::Url::parse(&value).with_context(|| format!("{name} `{value}` is not a URL"))).transpose()
 }
 
-async fn expire_idle_cases(session: Arc<Session<AnyStore>>) {
-    let mut interval = tokio::time::interval(EXPIRY_INTERVAL);
+/// Closes idle cases and deletes outcome records past the retention age.
+async fn sweep(session: Arc<Session<AnyStore>>, retention: i64) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         interval.tick().await;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64);
@@ -196,7 +204,31 @@ async fn expire_idle_cases(session: Arc<Session<AnyStore>>) {
             Ok(count) => tracing::info!(count, "expired idle cases"),
             Err(error) => tracing::warn!(%error, "expiring idle cases failed"),
         }
+        match session.purge(now, retention).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "purged outcome records past retention"),
+            Err(error) => tracing::warn!(%error, "purging outcome records failed"),
+        }
     }
+}
+
+/// A duration from the environment like `90s`, `30m`, `24h` or `90d`, in seconds.
+fn env_duration(name: &str, default: &str) -> anyhow::Result<i64> {
+    let value = env(name).unwrap_or_else(|| default.to_owned());
+    parse_duration(&value).with_context(|| format!("{name} `{value}` is not a duration like 30m, 24h or 90d"))
+}
+
+fn parse_duration(text: &str) -> Option<i64> {
+    let unit = text.chars().last()?;
+    let number: i64 = text[..text.len() - unit.len_utf8()].trim().parse().ok().filter(|n| *n > 0)?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale)
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -235,4 +267,20 @@ fn random_hex() -> String {
             format!("{:016x}", hasher.finish())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("30m"), Some(1800));
+        assert_eq!(parse_duration("24h"), Some(86_400));
+        assert_eq!(parse_duration("90d"), Some(7_776_000));
+        for bad in ["", "h", "0h", "-1h", "12", "1w", "x1d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 }

@@ -34,6 +34,13 @@ impl ConversationKey {
         }
     }
 
+    /// A stable digest of the person (platform and user, not the place):
+    /// outcome records carry it so that `/forget` can find them, while the
+    /// log itself holds no user id.
+    pub fn subject(&self) -> u64 {
+        ConversationKey::new(&self.platform, "", "", &self.user).digest()
+    }
+
     /// A stable 64-bit digest of the key, used to derive case ids.
     pub fn digest(&self) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -192,6 +199,8 @@ pub struct Case {
 pub struct OutcomeRecord {
     /// The case it belongs to.
     pub case_id: u64,
+    /// Who it is about, pseudonymously: [`ConversationKey::subject`].
+    pub subject: u64,
     /// Unix seconds.
     pub at: i64,
     /// The flow the case started as.

@@ -18,6 +18,8 @@ pub enum Command {
     Stop,
     /// `/human`: hand the case to a person.
     Human,
+    /// `/forget`: delete everything stored about the user.
+    Forget,
 }
 
 impl Command {
@@ -33,6 +35,7 @@ impl Command {
             "skip" => Command::Skip,
             "stop" | "cancel" => Command::Stop,
             "human" | "person" => Command::Human,
+            "forget" => Command::Forget,
             _ => return None,
         })
     }

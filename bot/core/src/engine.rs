@@ -217,6 +217,13 @@ impl Run<'_> {
                 self.say(&messages.stopped, &[]);
             }
             Command::Human => self.escalate(),
+            // The session deletes the stored traces before the engine runs;
+            // here the case is dropped without an outcome, so nothing new is
+            // written about the user.
+            Command::Forget => {
+                self.case = None;
+                self.say(&messages.forgotten, &[]);
+            }
         }
     }
 
@@ -629,6 +636,7 @@ impl Run<'_> {
         let Some(case) = &self.case else { return };
         self.outcomes.push(OutcomeRecord {
             case_id: case.id,
+            subject: self.key.subject(),
             at: self.now,
             symptom: case.symptom.clone().unwrap_or_else(|| flow.to_owned()),
             flow: flow.to_owned(),

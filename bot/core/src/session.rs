@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::case::ConversationKey;
+use crate::command::Command;
 use crate::engine::{self, EngineConfig, Input, Transition};
 use crate::flow::Flows;
 use crate::store::{Change, Receipt, Store, StoreError};
@@ -96,6 +97,17 @@ impl<S: Store> Session<S> {
         let lock = self.locks.get(key);
         let _guard = lock.lock().await;
         let flows = self.flows();
+        let forget = match &input {
+            Input::Command(command) => *command == Command::Forget,
+            Input::Text(text) => Command::parse(text) == Some(Command::Forget),
+            Input::Button(_) => false,
+        };
+        if forget {
+            // Deleted first, then confirmed: the confirmation never claims
+            // more than happened. Nothing is written afterwards.
+            self.store.forget(&key.platform, &key.user, key.subject()).await?;
+            return Ok(engine::handle(&flows, &self.config, key, None, input, now));
+        }
         for _ in 0..MAX_ATTEMPTS {
             let stored = self.store.get(key).await?;
             let (case, expected) = match stored {
@@ -120,6 +132,11 @@ impl<S: Store> Session<S> {
     /// Removes cases idle for longer than the configured timeout.
     pub async fn expire(&self, now: i64) -> Result<u64, StoreError> {
         self.store.expire(now - self.config.idle_timeout).await
+    }
+
+    /// Removes outcome records older than `retention` seconds.
+    pub async fn purge(&self, now: i64, retention: i64) -> Result<u64, StoreError> {
+        self.store.purge_outcomes(now - retention).await
     }
 }
 

@@ -90,6 +90,15 @@ pub trait Store: Send + Sync {
     /// button secret) and keep it across restarts.
     fn meta_or_insert(&self, name: &str, value: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
 
+    /// Deletes every trace of a person: their cases in every chat of
+    /// `platform`, and the outcome records of `subject`
+    /// ([`ConversationKey::subject`]). Returns how many rows went.
+    fn forget(&self, platform: &str, user: &str, subject: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes outcome records older than `before` (Unix seconds): the
+    /// retention limit of the statistics. Returns how many.
+    fn purge_outcomes(&self, before: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Outcome records at or after `since`, oldest first.
     fn outcomes(&self, since: i64) -> impl Future<Output = Result<Vec<OutcomeRecord>, StoreError>> + Send;
 }

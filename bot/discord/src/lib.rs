@@ -268,6 +268,7 @@ impl<S: Store + 'static> Handler<S> {
             simple("human", &labels.command_human),
             simple("stop", &labels.command_stop),
             simple("help", &labels.command_help),
+            simple("forget", &labels.command_forget),
         ]
     }
 

@@ -113,6 +113,22 @@ impl Store for AnyStore {
         }
     }
 
+    async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.forget(platform, user, subject).await,
+            AnyStore::Sqlite(store) => store.forget(platform, user, subject).await,
+            AnyStore::Postgres(store) => store.forget(platform, user, subject).await,
+        }
+    }
+
+    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.purge_outcomes(before).await,
+            AnyStore::Sqlite(store) => store.purge_outcomes(before).await,
+            AnyStore::Postgres(store) => store.purge_outcomes(before).await,
+        }
+    }
+
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
         match self {
             AnyStore::Memory(store) => store.meta_or_insert(name, value).await,

@@ -14,7 +14,8 @@ use sqlx::{Executor as _, Postgres, Row as _};
 
 /// The schema, one migration per entry, applied in order at open. Never
 /// edit an entry that has shipped; add a new one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE cases (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE cases (
         platform   TEXT   NOT NULL,
         chat       TEXT   NOT NULL,
         thread     TEXT   NOT NULL,
@@ -43,7 +44,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE cases (
     CREATE TABLE meta (
         name  TEXT PRIMARY KEY,
         value TEXT NOT NULL
-    );"];
+    );",
+    // Who an outcome is about (pseudonymous), so /forget can delete it.
+    "ALTER TABLE outcomes ADD COLUMN subject BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX outcomes_subject ON outcomes (subject);",
+];
 
 /// Serialises migrations across instances starting at once (an arbitrary,
 /// fixed advisory-lock key).
@@ -236,9 +241,11 @@ impl Store for PostgresStore {
         }
         for record in outcomes {
             sqlx::query(
-                "INSERT INTO outcomes (case_id, at, symptom, flow, step, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO outcomes (case_id, subject, at, symptom, flow, step, outcome)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(record.case_id as i64)
+            .bind(record.subject as i64)
             .bind(record.at)
             .bind(&record.symptom)
             .bind(&record.flow)
@@ -265,17 +272,19 @@ impl Store for PostgresStore {
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT case_id, at, symptom, flow, step, outcome FROM outcomes WHERE at >= $1 ORDER BY id")
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT case_id, subject, at, symptom, flow, step, outcome FROM outcomes WHERE at >= $1 ORDER BY id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         rows.iter()
             .map(|row| {
                 let outcome: String = row.try_get("outcome").map_err(backend)?;
                 Ok(OutcomeRecord {
                     case_id: row.try_get::<i64, _>("case_id").map_err(backend)? as u64,
+                    subject: row.try_get::<i64, _>("subject").map_err(backend)? as u64,
                     at: row.try_get("at").map_err(backend)?,
                     symptom: row.try_get("symptom").map_err(backend)?,
                     flow: row.try_get("flow").map_err(backend)?,
@@ -287,6 +296,34 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let cases = sqlx::query("DELETE FROM cases WHERE platform = $1 AND user_id = $2")
+            .bind(platform)
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        let outcomes = sqlx::query("DELETE FROM outcomes WHERE subject = $1")
+            .bind(subject as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(cases + outcomes)
+    }
+
+    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM outcomes WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(result.rows_affected())
     }
 
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {

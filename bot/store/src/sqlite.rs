@@ -46,6 +46,9 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // Who an outcome is about (pseudonymous), so /forget can delete it.
+    "ALTER TABLE outcomes ADD COLUMN subject INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outcomes_subject ON outcomes (subject);",
 ];
 
 /// Cases and outcomes in a SQLite file.
@@ -179,8 +182,9 @@ impl Store for SqliteStore {
             return Err(StoreError::Conflict);
         }
         for record in outcomes {
-            sqlx::query("INSERT INTO outcomes (case_id, at, symptom, flow, step, outcome) VALUES (?, ?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO outcomes (case_id, subject, at, symptom, flow, step, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)")
                 .bind(record.case_id as i64)
+                .bind(record.subject as i64)
                 .bind(record.at)
                 .bind(&record.symptom)
                 .bind(&record.flow)
@@ -206,6 +210,31 @@ impl Store for SqliteStore {
         Ok(cases)
     }
 
+    async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let cases = sqlx::query("DELETE FROM cases WHERE platform = ? AND user = ?")
+            .bind(platform)
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        let outcomes = sqlx::query("DELETE FROM outcomes WHERE subject = ?")
+            .bind(subject as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(cases + outcomes)
+    }
+
+    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM outcomes WHERE at < ?").bind(before).execute(&self.pool).await.map_err(backend)?;
+        Ok(result.rows_affected())
+    }
+
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         sqlx::query("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
@@ -225,17 +254,19 @@ impl Store for SqliteStore {
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT case_id, at, symptom, flow, step, outcome FROM outcomes WHERE at >= ? ORDER BY id")
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT case_id, subject, at, symptom, flow, step, outcome FROM outcomes WHERE at >= ? ORDER BY id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         rows.iter()
             .map(|row| {
                 let outcome: String = row.try_get("outcome").map_err(backend)?;
                 Ok(OutcomeRecord {
                     case_id: row.try_get::<i64, _>("case_id").map_err(backend)? as u64,
+                    subject: row.try_get::<i64, _>("subject").map_err(backend)? as u64,
                     at: row.try_get("at").map_err(backend)?,
                     symptom: row.try_get("symptom").map_err(backend)?,
                     flow: row.try_get("flow").map_err(backend)?,

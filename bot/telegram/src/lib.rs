@@ -203,6 +203,7 @@ async fn register_commands<S: Store>(bot: &Bot, session: &Session<S>) {
         ("restart", &labels.command_restart),
         ("human", &labels.command_human),
         ("stop", &labels.command_stop),
+        ("forget", &labels.command_forget),
     ]
     .map(|(name, description)| BotCommand::new(name, description.as_str()));
     if let Err(error) = bot.set_my_commands(commands).await {

@@ -78,7 +78,7 @@ string_table! {
     RawLabels => Labels<String> via to_label {
         fixed, not_fixed, ios, android, person, switch, stay, none_of_these,
         command_fix, command_start, command_help, command_back, command_restart, command_human, command_stop,
-        command_fix_error, paste_title, paste_label, thread_name,
+        command_fix_error, paste_title, paste_label, thread_name, command_forget,
     }
 }
 
@@ -90,7 +90,7 @@ string_table! {
         outcome_not_fixed, outcome_skipped, platform_unknown, empty, no_words,
         not_understood, same_symptom, switch_offer, stay, back, at_first, skipped,
         nothing_to_skip, stopped, restarted, expired, resumed, flow_updated,
-        stale_button, foreign_button, cut, unreadable_bytes, failure,
+        stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten,
     }
 }
 

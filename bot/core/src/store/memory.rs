@@ -70,6 +70,21 @@ impl Store for MemoryStore {
         Ok((count - inner.cases.len()) as u64)
     }
 
+    async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.cases.len() + inner.outcomes.len();
+        inner.cases.retain(|key, _| !(key.platform == platform && key.user == user));
+        inner.outcomes.retain(|record| record.subject != subject);
+        Ok((before - inner.cases.len() - inner.outcomes.len()) as u64)
+    }
+
+    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let count = inner.outcomes.len();
+        inner.outcomes.retain(|record| record.at >= before);
+        Ok((count - inner.outcomes.len()) as u64)
+    }
+
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
         Ok(self.lock().meta.entry(name.to_owned()).or_insert_with(|| value.to_owned()).clone())
     }
