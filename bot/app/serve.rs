@@ -13,6 +13,7 @@ use fixbot_core::button::ButtonCodec;
 use fixbot_core::engine::EngineConfig;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store as _;
+use fixbot_core::text::parse_duration;
 use fixbot_discord::DiscordConfig;
 use fixbot_store::AnyStore;
 use fixbot_telegram::TelegramConfig;
@@ -218,19 +219,6 @@ fn env_duration(name: &str, default: &str) -> anyhow::Result<i64> {
     parse_duration(&value).with_context(|| format!("{name} `{value}` is not a duration like 30m, 24h or 90d"))
 }
 
-fn parse_duration(text: &str) -> Option<i64> {
-    let unit = text.chars().last()?;
-    let number: i64 = text[..text.len() - unit.len_utf8()].trim().parse().ok().filter(|n| *n > 0)?;
-    let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    number.checked_mul(scale)
-}
-
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
@@ -267,20 +255,4 @@ fn random_hex() -> String {
             format!("{:016x}", hasher.finish())
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("90s"), Some(90));
-        assert_eq!(parse_duration("30m"), Some(1800));
-        assert_eq!(parse_duration("24h"), Some(86_400));
-        assert_eq!(parse_duration("90d"), Some(7_776_000));
-        for bad in ["", "h", "0h", "-1h", "12", "1w", "x1d"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-    }
 }

@@ -85,6 +85,22 @@ pub fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// Reads a duration as people write it, `90s`, `30m`, `24h` or `2d`, in
+/// seconds; `None` for anything else, zero and negatives included.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let number: i64 = text[..text.len() - unit.len_utf8()].trim().parse().ok().filter(|n| *n > 0)?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +124,17 @@ mod tests {
         assert_eq!(squash("  Start   over!! "), "start over");
         assert_eq!(squash("🙂🙂"), "");
         assert_eq!(squash("Atrás"), "atras");
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("30m"), Some(1800));
+        assert_eq!(parse_duration(" 24h "), Some(86_400));
+        assert_eq!(parse_duration("90d"), Some(7_776_000));
+        for bad in ["", "h", "0h", "-1h", "12", "1w", "x1d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

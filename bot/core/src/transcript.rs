@@ -19,6 +19,7 @@
 use crate::case::{Case, ConversationKey};
 use crate::engine::{self, EngineConfig, Input, Reply};
 use crate::flow::Flows;
+use crate::text::parse_duration;
 
 /// Seconds the clock moves on between two messages.
 const PAUSE: i64 = 60;
@@ -123,20 +124,6 @@ pub fn play(flows: &Flows, transcript: &Transcript) -> String {
 fn press_index(text: &str) -> Option<usize> {
     let number: usize = text.strip_prefix('[')?.strip_suffix(']')?.parse().ok()?;
     number.checked_sub(1)
-}
-
-fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let unit = text.chars().last()?;
-    let number: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    number.checked_mul(scale)
 }
 
 #[cfg(test)]
