@@ -253,7 +253,10 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
             .current_dir(crate::support::root())
             .env("DISCORD_BOT_TOKEN", fake.token())
             .env("DISCORD_API_URL", fake.api_url())
+            // Only the fake may be reached, whatever the surrounding environment holds.
             .env_remove("TELEGRAM_BOT_TOKEN")
+            .env_remove("DISCORD_GUILD_IDS")
+            .env_remove("DISCORD_HELP_CHANNELS")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

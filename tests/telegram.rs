@@ -285,6 +285,10 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
             .current_dir(crate::support::root())
             .env("TELEGRAM_BOT_TOKEN", fake.token())
             .env("TELEGRAM_API_URL", fake.api_url())
+            // Only the fake may be reached, whatever the surrounding environment holds.
+            .env_remove("DISCORD_BOT_TOKEN")
+            .env_remove("TELEGRAM_WEBHOOK_URL")
+            .env_remove("TELEGRAM_WEBHOOK_SECRET")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
