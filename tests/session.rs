@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fixbot_core::case::{ConversationKey, Outcome, OutcomeRecord};
+use fixbot_core::case::{ConversationKey, OutcomeRecord};
 use fixbot_core::engine::{EngineConfig, Input};
 use fixbot_core::session::Session;
 use fixbot_core::store::{Change, MemoryStore, Store, StoreError, Stored};
@@ -94,20 +94,7 @@ async fn concurrent_messages_of_one_user_are_applied_one_after_another() {
     for task in tasks {
         task.await.unwrap();
     }
-    let skipped: Vec<String> = session
-        .store()
-        .outcomes(0)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|record| record.outcome == Outcome::Skipped)
-        .map(|record| record.step)
-        .collect();
-    let flow = flows.get("cloud_storage_full").unwrap();
-    let ios_steps: Vec<String> =
-        flow.steps.iter().filter(|step| step.ios.is_some()).map(|step| step.id.clone()).collect();
-    assert_eq!(skipped, ios_steps[..skipped.len()], "each step skipped once, in order");
-    assert_eq!(skipped.len(), ios_steps.len().min(20), "no skip was lost");
+    crate::support::assert_skips_applied_in_turn(session.store(), &flows, 20).await;
 }
 
 /// `/forget` deletes every case of the person (in any chat) and their outcome

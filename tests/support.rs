@@ -63,3 +63,22 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Asserts that `sent` concurrent "skip"s of an iPhone user in the
+/// `cloud_storage_full` flow were applied one after another: the Skipped
+/// outcomes name that flow's iPhone steps once each, in order, none lost.
+pub async fn assert_skips_applied_in_turn(store: &impl fixbot_core::store::Store, flows: &Flows, sent: usize) {
+    use fixbot_core::case::Outcome;
+    let skipped: Vec<String> = store
+        .outcomes(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.outcome == Outcome::Skipped)
+        .map(|record| record.step)
+        .collect();
+    let flow = flows.get("cloud_storage_full").unwrap();
+    let ios: Vec<String> = flow.steps.iter().filter(|step| step.ios.is_some()).map(|step| step.id.clone()).collect();
+    assert_eq!(skipped, ios[..skipped.len()], "each step skipped once, in order");
+    assert_eq!(skipped.len(), ios.len().min(sent), "no skip was lost");
+}
