@@ -248,19 +248,10 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite:{}", dir.path().join("cases.db").display());
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fixbot"))
-            .args(["serve", "--store", &store])
-            .current_dir(crate::support::root())
-            .env("DISCORD_BOT_TOKEN", fake.token())
-            .env("DISCORD_API_URL", fake.api_url())
-            // Only the fake may be reached, whatever the surrounding environment holds.
-            .env_remove("TELEGRAM_BOT_TOKEN")
-            .env_remove("DISCORD_GUILD_IDS")
-            .env_remove("DISCORD_HELP_CHANNELS")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+        crate::support::spawn_serve(
+            &store,
+            &[("DISCORD_BOT_TOKEN", fake.token()), ("DISCORD_API_URL", &fake.api_url())],
+        )
     };
     let channel = Place::guild(GUILD, 15);
     let mut server = spawn();

@@ -82,3 +82,28 @@ pub async fn assert_skips_applied_in_turn(store: &impl fixbot_core::store::Store
     assert_eq!(skipped, ios[..skipped.len()], "each step skipped once, in order");
     assert_eq!(skipped.len(), ios.len().min(sent), "no skip was lost");
 }
+
+/// Every variable through which `fixbot serve` reaches a platform.
+const PLATFORM_VARIABLES: &[&str] = &[
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_URL",
+    "TELEGRAM_WEBHOOK_URL",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "DISCORD_BOT_TOKEN",
+    "DISCORD_API_URL",
+    "DISCORD_GUILD_IDS",
+    "DISCORD_HELP_CHANNELS",
+    "DISCORD_THREADS",
+];
+
+/// Starts `fixbot serve` on `store` with only the platform variables given:
+/// whatever the surrounding environment holds, only the fakes are reached.
+pub fn spawn_serve(store: &str, platform: &[(&str, &str)]) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fixbot"));
+    command.args(["serve", "--store", store]).current_dir(root()).stdout(Stdio::null()).stderr(Stdio::null());
+    for name in PLATFORM_VARIABLES {
+        command.env_remove(name);
+    }
+    command.envs(platform.iter().copied());
+    command.spawn().expect("the fixbot binary runs")
+}

@@ -280,19 +280,10 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite:{}", dir.path().join("cases.db").display());
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fixbot"))
-            .args(["serve", "--store", &store])
-            .current_dir(crate::support::root())
-            .env("TELEGRAM_BOT_TOKEN", fake.token())
-            .env("TELEGRAM_API_URL", fake.api_url())
-            // Only the fake may be reached, whatever the surrounding environment holds.
-            .env_remove("DISCORD_BOT_TOKEN")
-            .env_remove("TELEGRAM_WEBHOOK_URL")
-            .env_remove("TELEGRAM_WEBHOOK_SECRET")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+        crate::support::spawn_serve(
+            &store,
+            &[("TELEGRAM_BOT_TOKEN", fake.token()), ("TELEGRAM_API_URL", &fake.api_url())],
+        )
     };
     let chat = Chat::private(15);
     let mut server = spawn();
