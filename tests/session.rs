@@ -44,6 +44,12 @@ impl Store for Racing {
     async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
         self.inner.purge_outcomes(before).await
     }
+    async fn pending_delivery(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.pending_delivery(id).await
+    }
+    async fn confirm_delivery(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.confirm_delivery(id).await
+    }
 }
 
 #[tokio::test]
@@ -62,17 +68,24 @@ async fn a_lost_race_is_replayed_against_the_new_state() {
 }
 
 #[tokio::test]
-async fn a_redelivered_update_is_applied_and_answered_once() {
+async fn a_redelivered_update_is_applied_once_and_answered_until_confirmed() {
     let session = Session::new(MemoryStore::new(), shipped_flows(), EngineConfig::default());
     let key = ConversationKey::new("telegram", "1", "", "1");
     let paste = || Input::Text("Not enough iCloud storage on my iPhone".into());
-    let first = session.handle_once(&key, paste(), 100, "telegram:7").await.unwrap();
-    assert!(first.is_some());
+    let first = session.handle_once(&key, paste(), 100, "telegram:7").await.unwrap().expect("a new update is answered");
     let stored = session.store().get(&key).await.unwrap().unwrap();
-    assert!(session.handle_once(&key, paste(), 101, "telegram:7").await.unwrap().is_none());
+    // The process died before the answer went out: the redelivery gets the
+    // same answer, and the case does not move again.
+    let again = session.handle_once(&key, paste(), 101, "telegram:7").await.unwrap();
+    assert_eq!(again.as_ref(), Some(&first), "an unconfirmed answer is given again, unchanged");
+    assert_eq!(session.store().get(&key).await.unwrap().unwrap(), stored);
+    // Once the answer is confirmed sent, a redelivery is ignored.
+    session.confirm_delivery("telegram:7").await.unwrap();
+    assert!(session.handle_once(&key, paste(), 102, "telegram:7").await.unwrap().is_none());
     assert_eq!(session.store().get(&key).await.unwrap().unwrap(), stored);
     // A read-only message with a receipt is also answered once.
     assert!(session.handle_once(&key, Input::Text("help".into()), 102, "telegram:8").await.unwrap().is_some());
+    session.confirm_delivery("telegram:8").await.unwrap();
     assert!(session.handle_once(&key, Input::Text("help".into()), 103, "telegram:8").await.unwrap().is_none());
 }
 
@@ -105,7 +118,10 @@ async fn forget_leaves_no_row_behind(store: impl Store) {
     let ann_there = ConversationKey::new("telegram", "7", "", "ann");
     let bob = ConversationKey::new("telegram", "-100", "", "bob");
     for key in [&ann_here, &ann_there, &bob] {
-        session.handle(key, Input::Text("iPhone: Not enough iCloud storage".into()), 100).await.unwrap();
+        // Updates with receipts whose answers are still pending hold what the
+        // person wrote, so they must go too.
+        let update = format!("telegram:{}:{}", key.chat, key.user);
+        session.handle_once(key, Input::Text("iPhone: Not enough iCloud storage".into()), 100, &update).await.unwrap();
         session.handle(key, Input::Text("skip".into()), 110).await.unwrap();
     }
     let reply = session.handle(&ann_here, Input::Text("/forget".into()), 120).await.unwrap();
@@ -117,6 +133,9 @@ async fn forget_leaves_no_row_behind(store: impl Store) {
     let outcomes = store.outcomes(0).await.unwrap();
     assert!(outcomes.iter().all(|record| record.subject != ann_here.subject()), "no outcome of ann is left");
     assert!(outcomes.iter().any(|record| record.subject == bob.subject()));
+    assert_eq!(store.pending_delivery("telegram:-100:ann").await.unwrap(), None, "no pending answer of ann is left");
+    assert_eq!(store.pending_delivery("telegram:7:ann").await.unwrap(), None);
+    assert!(store.pending_delivery("telegram:-100:bob").await.unwrap().is_some(), "bob's stays");
 }
 
 #[tokio::test]

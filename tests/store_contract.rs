@@ -40,6 +40,11 @@ fn change<'a>(expected: Option<u64>, case: Option<&'a Case>, outcomes: &'a [Outc
     Change { expected, case, outcomes, receipt: None }
 }
 
+/// A receipt of ann's (subject 11) whose answer is `delivery`.
+fn receipt(id: &'static str, at: i64, delivery: &'static str) -> Option<Receipt<'static>> {
+    Some(Receipt { id, at, subject: 11, delivery })
+}
+
 /// The contract every backend must meet.
 async fn contract(store: &impl Store) {
     let ann = ConversationKey::new("telegram", "-100", "7", "ann");
@@ -90,24 +95,32 @@ async fn contract(store: &impl Store) {
     let stored = store.get(&ann).await.unwrap().unwrap();
     let (five, six, fixed) = (case(5, 3000), case(6, 3001), [record(3001, Outcome::Fixed)]);
     let first = Change {
-        receipt: Some(Receipt { id: "telegram:1", at: 3000 }),
+        receipt: receipt("telegram:1", 3000, "the first answer"),
         ..change(Some(stored.version), Some(&five), &[])
     };
     store.commit(&ann, first).await.unwrap();
     let stored = store.get(&ann).await.unwrap().unwrap();
     let again = Change {
-        receipt: Some(Receipt { id: "telegram:1", at: 3001 }),
+        receipt: receipt("telegram:1", 3001, "a second answer"),
         ..change(Some(stored.version), Some(&six), &fixed)
     };
     assert!(matches!(store.commit(&ann, again).await, Err(StoreError::Duplicate)));
     assert_eq!(store.get(&ann).await.unwrap().unwrap(), stored, "a duplicate changes nothing");
     assert!(store.outcomes(3001).await.unwrap().is_empty());
+    // The answer stays pending until confirmed sent; a redelivery before
+    // then can still be answered, one after it is ignored.
+    assert_eq!(store.pending_delivery("telegram:1").await.unwrap().as_deref(), Some("the first answer"));
+    assert_eq!(store.pending_delivery("telegram:404").await.unwrap(), None);
+    store.confirm_delivery("telegram:1").await.unwrap();
+    assert_eq!(store.pending_delivery("telegram:1").await.unwrap(), None);
+    let after = Change {
+        receipt: receipt("telegram:1", 3002, "a third answer"),
+        ..change(Some(stored.version), Some(&six), &[])
+    };
+    assert!(matches!(store.commit(&ann, after).await, Err(StoreError::Duplicate)), "confirmed is still handled");
     // Expiry forgets old receipts with old cases.
     store.expire(3500).await.unwrap();
-    store
-        .commit(&ann, Change { receipt: Some(Receipt { id: "telegram:1", at: 4000 }), ..change(None, None, &[]) })
-        .await
-        .unwrap();
+    store.commit(&ann, Change { receipt: receipt("telegram:1", 4000, ""), ..change(None, None, &[]) }).await.unwrap();
 
     // Retention: outcome records older than the cut-off go, newer stay.
     let total = store.outcomes(0).await.unwrap().len();
@@ -121,7 +134,16 @@ async fn contract(store: &impl Store) {
     store.commit(&ann_discord, change(None, Some(&case(1, 5000)), &[])).await.unwrap();
     let other = OutcomeRecord { subject: 12, ..record(5000, Outcome::Fixed) };
     store.commit(&bob, change(None, None, std::slice::from_ref(&other))).await.unwrap();
+    store
+        .commit(&bob, Change { receipt: receipt("telegram:2", 5000, "ann's answer"), ..change(None, None, &[]) })
+        .await
+        .unwrap();
     assert!(store.forget("telegram", "ann", 11).await.unwrap() >= 2);
+    assert_eq!(store.pending_delivery("telegram:2").await.unwrap(), None, "ann's pending answer went");
+    store
+        .commit(&bob, Change { receipt: receipt("telegram:2", 5001, ""), ..change(None, None, &[]) })
+        .await
+        .expect("ann's receipts went too");
     assert!(store.get(&ann).await.unwrap().is_none() && store.get(&ann_elsewhere).await.unwrap().is_none());
     assert!(store.get(&ann_discord).await.unwrap().is_some(), "another platform's ann is another person");
     assert_eq!(store.outcomes(0).await.unwrap(), vec![other], "only other subjects' outcomes remain");
@@ -222,7 +244,7 @@ async fn postgres_store_meets_the_contract() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
     let store = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     contract(&store).await;
     // Opening again (a second instance) finds the schema current and the data there.
     let again = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();

@@ -56,7 +56,7 @@ impl Harness {
 }
 
 fn config(fake: &FakeTelegram) -> TelegramConfig {
-    TelegramConfig { token: fake.token().to_owned(), api_url: Some(fake.api_url().parse().unwrap()) }
+    TelegramConfig { api_url: Some(fake.api_url().parse().unwrap()), ..TelegramConfig::new(fake.token()) }
 }
 
 fn sends(calls: &[Call]) -> usize {

@@ -182,7 +182,15 @@ fn telegram_config() -> anyhow::Result<Option<(TelegramConfig, Updates)>> {
             Updates::Webhook { url, secret }
         }
     };
-    Ok(Some((TelegramConfig { token, api_url }, updates)))
+    let messages_per_second = match env("TELEGRAM_MESSAGES_PER_SECOND") {
+        None => fixbot_telegram::DEFAULT_MESSAGES_PER_SECOND,
+        Some(value) => value
+            .parse()
+            .ok()
+            .filter(|rate| (1..=1000).contains(rate))
+            .with_context(|| format!("TELEGRAM_MESSAGES_PER_SECOND `{value}` is not a number from 1 to 1000"))?,
+    };
+    Ok(Some((TelegramConfig { api_url, messages_per_second, ..TelegramConfig::new(token) }, updates)))
 }
 
 /// A variable's trimmed value; unset and blank are the same.

@@ -41,7 +41,7 @@ pub enum Input {
 }
 
 /// One message the bot sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reply {
     /// The text.
     pub body: Markup,
@@ -70,7 +70,7 @@ impl Reply {
 }
 
 /// What a person taking over needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Handover {
     /// The case as it stood, with every step tried.
     pub case: Case,
@@ -79,7 +79,7 @@ pub struct Handover {
 }
 
 /// The result of handling one input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Transition {
     /// The case after the input; `None` when it ended or never opened.
     pub case: Option<Case>,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// How a span of text is shown.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "style", content = "href")]
 pub enum Style {
     /// Ordinary text; line breaks are kept.
@@ -25,7 +25,7 @@ pub enum Style {
 }
 
 /// One run of text in one style.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     /// How the text is shown.
     #[serde(flatten)]
@@ -35,7 +35,7 @@ pub struct Span {
 }
 
 /// A formatted message body: a sequence of styled spans.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Markup {
     /// The spans in reading order.

@@ -70,9 +70,12 @@ impl<S: Store> Session<S> {
         self.run(key, input, now, None).await
     }
 
-    /// Like [`Session::handle`] for a platform update with a unique id:
-    /// returns `None` when that update was handled before (a redelivery
-    /// after a crash or a webhook retry), which must then not be answered.
+    /// Like [`Session::handle`] for a platform update with a unique id.
+    /// Returns `None` when that update was handled and answered before (a
+    /// redelivery after a crash or a webhook retry), which must then not be
+    /// answered again. When it was handled but its answer never confirmed
+    /// sent ([`Session::confirm_delivery`]), the same transition is returned
+    /// again, so an answer lost to a crash is sent on redelivery.
     pub async fn handle_once(
         &self,
         key: &ConversationKey,
@@ -80,11 +83,24 @@ impl<S: Store> Session<S> {
         now: i64,
         update_id: &str,
     ) -> Result<Option<Transition>, SessionError> {
-        match self.run(key, input, now, Some(Receipt { id: update_id, at: now })).await {
+        match self.run(key, input, now, Some(update_id)).await {
             Ok(transition) => Ok(Some(transition)),
-            Err(SessionError::Store(StoreError::Duplicate)) => Ok(None),
+            Err(SessionError::Store(StoreError::Duplicate)) => {
+                let Some(delivery) = self.store.pending_delivery(update_id).await? else { return Ok(None) };
+                let transition = serde_json::from_str(&delivery).map_err(|error| StoreError::Corrupt {
+                    key: update_id.to_owned(),
+                    reason: format!("unreadable pending delivery: {error}"),
+                })?;
+                Ok(Some(transition))
+            }
             Err(error) => Err(error),
         }
+    }
+
+    /// Records that the answer to update `update_id` was sent; a later
+    /// redelivery of it is then ignored.
+    pub async fn confirm_delivery(&self, update_id: &str) -> Result<(), StoreError> {
+        self.store.confirm_delivery(update_id).await
     }
 
     async fn run(
@@ -92,7 +108,7 @@ impl<S: Store> Session<S> {
         key: &ConversationKey,
         input: Input,
         now: i64,
-        receipt: Option<Receipt<'_>>,
+        update_id: Option<&str>,
     ) -> Result<Transition, SessionError> {
         let lock = self.locks.get(key);
         let _guard = lock.lock().await;
@@ -116,9 +132,15 @@ impl<S: Store> Session<S> {
             };
             let transition = engine::handle(&flows, &self.config, key, case, input.clone(), now);
             // An unchanged case needs no write, unless the receipt must be kept.
-            if !transition.changed && receipt.is_none() {
+            if !transition.changed && update_id.is_none() {
                 return Ok(transition);
             }
+            let delivery = match update_id {
+                Some(_) => serde_json::to_string(&transition).map_err(|error| StoreError::Backend(Box::new(error)))?,
+                None => String::new(),
+            };
+            let receipt =
+                update_id.map(|id| Receipt { id, at: now, subject: key.subject(), delivery: delivery.as_str() });
             let change = Change { expected, case: transition.case.as_ref(), outcomes: &transition.outcomes, receipt };
             match self.store.commit(key, change).await {
                 Ok(()) => return Ok(transition),

@@ -35,13 +35,22 @@ pub struct Change<'a> {
     pub receipt: Option<Receipt<'a>>,
 }
 
-/// The platform id of an incoming update and when it was handled.
+/// The platform id of an incoming update, when it was handled, and what is
+/// still to be sent for it.
 #[derive(Debug, Clone, Copy)]
 pub struct Receipt<'a> {
     /// Unique per update, e.g. `telegram:1234`.
     pub id: &'a str,
-    /// Unix seconds; receipts older than the retention are purged with cases.
+    /// Unix seconds; receipts older than the idle timeout are removed with
+    /// idle cases.
     pub at: i64,
+    /// Who sent the update ([`ConversationKey::subject`]), so `/forget`
+    /// can remove the delivery below.
+    pub subject: u64,
+    /// The transition to send, serialised, kept until the front-end
+    /// confirms it was sent: a redelivery of an update whose answer was
+    /// lost (the process died between commit and send) is answered then.
+    pub delivery: &'a str,
 }
 
 /// Why a store operation failed.
@@ -81,6 +90,14 @@ pub trait Store: Send + Sync {
     /// changing nothing.
     fn commit(&self, key: &ConversationKey, change: Change<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The delivery of receipt `id` if it was committed and its sending was
+    /// not yet confirmed with [`Store::confirm_delivery`].
+    fn pending_delivery(&self, id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Records that the answer to receipt `id` was sent, dropping its
+    /// delivery: a later redelivery of that update is then ignored.
+    fn confirm_delivery(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Removes cases not updated since `before` (Unix seconds), and receipts
     /// older than that; returns how many cases.
     fn expire(&self, before: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -91,7 +108,7 @@ pub trait Store: Send + Sync {
     fn meta_or_insert(&self, name: &str, value: &str) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Deletes every trace of a person: their cases in every chat of
-    /// `platform`, and the outcome records of `subject`
+    /// `platform`, and the outcome records and receipts of `subject`
     /// ([`ConversationKey::subject`]). Returns how many rows went.
     fn forget(&self, platform: &str, user: &str, subject: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 

@@ -196,9 +196,7 @@ impl<S: Store + 'static> EventHandler for Handler<S> {
         let key = key(channel, message.author.id);
         let receipt = format!("discord:{}", message.id);
         let reach = Reach::Channel { channel, reply_to };
-        if let Some(transition) = self.apply(&ctx, &key, text_input(&message.content), &receipt, reach).await {
-            self.deliver(&ctx, &key, &transition, reach).await;
-        }
+        self.answer(&ctx, &key, text_input(&message.content), &receipt, reach).await;
     }
 }
 
@@ -300,9 +298,7 @@ impl<S: Store + 'static> Handler<S> {
         }
         let reach = Reach::Interaction { token: &command.token, original_open: true };
         let receipt = format!("discord:{}", command.id);
-        if let Some(transition) = self.apply(ctx, &key, input, &receipt, reach).await {
-            self.deliver(ctx, &key, &transition, reach).await;
-        }
+        self.answer(ctx, &key, input, &receipt, reach).await;
     }
 
     /// `/fix` without text opens a form with room for a long paste.
@@ -341,9 +337,7 @@ impl<S: Store + 'static> Handler<S> {
         let key = key(modal.channel_id, modal.user.id);
         let reach = Reach::Interaction { token: &modal.token, original_open: true };
         let receipt = format!("discord:{}", modal.id);
-        if let Some(transition) = self.apply(ctx, &key, Input::Text(text), &receipt, reach).await {
-            self.deliver(ctx, &key, &transition, reach).await;
-        }
+        self.answer(ctx, &key, Input::Text(text), &receipt, reach).await;
     }
 
     async fn press(&self, ctx: &Context, component: ComponentInteraction) {
@@ -368,13 +362,15 @@ impl<S: Store + 'static> Handler<S> {
             Ok(button) => {
                 let receipt = format!("discord:{}", component.id);
                 match self.apply(ctx, &key, Input::Button(button), &receipt, reach).await {
-                    Some(transition) => transition,
+                    Some(transition) => (transition, receipt),
                     None => return,
                 }
             }
         };
+        let (transition, receipt) = transition;
         if let Some(notice) = &transition.notice {
-            return self.notice(ctx, &component.token, &Markup::plain(notice.clone())).await;
+            self.notice(ctx, &component.token, &Markup::plain(notice.clone())).await;
+            return self.confirm(&receipt).await;
         }
         // The pressed step is finished: grey out its buttons.
         let disabled = disable(&component.message);
@@ -383,6 +379,23 @@ impl<S: Store + 'static> Handler<S> {
             tracing::debug!(%error, "disabling the pressed buttons failed");
         }
         self.deliver(ctx, &key, &transition, reach).await;
+        self.confirm(&receipt).await;
+    }
+
+    /// Runs the input through the session and sends the answer.
+    async fn answer(&self, ctx: &Context, key: &ConversationKey, input: Input, receipt: &str, reach: Reach<'_>) {
+        if let Some(transition) = self.apply(ctx, key, input, receipt, reach).await {
+            self.deliver(ctx, key, &transition, reach).await;
+            self.confirm(receipt).await;
+        }
+    }
+
+    /// Records the answer to `receipt` as sent. Discord never delivers an
+    /// event to a second process, so its answer is not kept for one.
+    async fn confirm(&self, receipt: &str) {
+        if let Err(error) = self.session.confirm_delivery(receipt).await {
+            tracing::warn!(%error, "recording a discord answer as sent failed");
+        }
     }
 
     /// A refusal only the presser sees.

@@ -97,6 +97,22 @@ impl Store for AnyStore {
         }
     }
 
+    async fn pending_delivery(&self, id: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.pending_delivery(id).await,
+            AnyStore::Sqlite(store) => store.pending_delivery(id).await,
+            AnyStore::Postgres(store) => store.pending_delivery(id).await,
+        }
+    }
+
+    async fn confirm_delivery(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.confirm_delivery(id).await,
+            AnyStore::Sqlite(store) => store.confirm_delivery(id).await,
+            AnyStore::Postgres(store) => store.confirm_delivery(id).await,
+        }
+    }
+
     async fn expire(&self, before: i64) -> Result<u64, StoreError> {
         match self {
             AnyStore::Memory(store) => store.expire(before).await,

@@ -49,6 +49,10 @@ const MIGRATIONS: &[&str] = &[
     // Who an outcome is about (pseudonymous), so /forget can delete it.
     "ALTER TABLE outcomes ADD COLUMN subject INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX outcomes_subject ON outcomes (subject);",
+    // Whose update a receipt is, and its answer until that is confirmed sent.
+    "ALTER TABLE receipts ADD COLUMN subject INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE receipts ADD COLUMN delivery TEXT;
+    CREATE INDEX receipts_subject ON receipts (subject);",
 ];
 
 /// Cases and outcomes in a SQLite file.
@@ -136,13 +140,17 @@ impl Store for SqliteStore {
         // the write cannot interleave with another connection's.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         if let Some(receipt) = receipt {
-            let inserted = sqlx::query("INSERT INTO receipts (id, at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                .bind(receipt.id)
-                .bind(receipt.at)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
+            let inserted = sqlx::query(
+                "INSERT INTO receipts (id, at, subject, delivery) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(receipt.id)
+            .bind(receipt.at)
+            .bind(receipt.subject as i64)
+            .bind(receipt.delivery)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
             if inserted == 0 {
                 return Err(StoreError::Duplicate);
             }
@@ -197,6 +205,25 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn pending_delivery(&self, id: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query("SELECT delivery FROM receipts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map_or(Ok(None), |row| row.try_get(0))
+            .map_err(backend)
+    }
+
+    async fn confirm_delivery(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE receipts SET delivery = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn expire(&self, before: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let cases = sqlx::query("DELETE FROM cases WHERE updated_at < ?")
@@ -225,8 +252,14 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .rows_affected();
+        let receipts = sqlx::query("DELETE FROM receipts WHERE subject = ?")
+            .bind(subject as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         tx.commit().await.map_err(backend)?;
-        Ok(cases + outcomes)
+        Ok(cases + outcomes + receipts)
     }
 
     async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {

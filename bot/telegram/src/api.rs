@@ -11,16 +11,16 @@ use teloxide::RequestError;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// Telegram allows about 30 calls a second in all…
-const GLOBAL_GAP: Duration = Duration::from_millis(34);
-/// …and about one a second per chat.
+/// Telegram allows about one call a second per chat.
 const CHAT_GAP: Duration = Duration::from_secs(1);
 /// Attempts before a call that keeps getting 429 is given up.
 const ATTEMPTS: usize = 5;
 
 /// Hands out call slots that respect the global and per-chat limits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pacer {
+    /// Time between two calls in all: a second over the global rate.
+    global_gap: Duration,
     slots: Mutex<Slots>,
 }
 
@@ -31,6 +31,11 @@ struct Slots {
 }
 
 impl Pacer {
+    /// A pacer allowing `per_second` calls a second in all (at least one).
+    pub fn new(per_second: u32) -> Pacer {
+        Pacer { global_gap: Duration::from_secs(1) / per_second.max(1), slots: Mutex::default() }
+    }
+
     /// Waits for the next free slot for `chat` (or only the global one).
     async fn wait(&self, chat: Option<i64>) {
         let slot = {
@@ -44,7 +49,7 @@ impl Pacer {
                     slots.chats.retain(|_, next| *next > now);
                 }
             }
-            slots.global = Some(slot + GLOBAL_GAP);
+            slots.global = Some(slot + self.global_gap);
             slot
         };
         tokio::time::sleep_until(slot).await;

@@ -36,15 +36,21 @@ pub use webhook::{WEBHOOK_PATH, valid_secret};
 
 use api::Pacer;
 
+/// Telegram's documented limit for messages in all, per second.
+pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 30;
+
 /// Telegram's documented limits: 1 message a second per chat, 20 a minute
-/// per group, 30 a second overall. Throttle's default allows supergroups only
-/// 10 a minute, which would slow a busy support group for nothing.
-const LIMITS: Limits = Limits {
-    messages_per_sec_chat: 1,
-    messages_per_min_chat: 20,
-    messages_per_min_channel_or_supergroup: 20,
-    messages_per_sec_overall: 30,
-};
+/// per group, `overall` a second in all. Throttle's default allows
+/// supergroups only 10 a minute, which would slow a busy support group for
+/// nothing.
+fn limits(overall: u32) -> Limits {
+    Limits {
+        messages_per_sec_chat: 1,
+        messages_per_min_chat: 20,
+        messages_per_min_channel_or_supergroup: 20,
+        messages_per_sec_overall: overall,
+    }
+}
 
 /// How the front-end reaches Telegram.
 #[derive(Debug, Clone)]
@@ -53,6 +59,16 @@ pub struct TelegramConfig {
     pub token: String,
     /// A self-hosted Bot API server (or a test fake) instead of api.telegram.org.
     pub api_url: Option<url::Url>,
+    /// Calls a second in all. Telegram allows about 30; a bot with paid
+    /// broadcasts may send up to 1000.
+    pub messages_per_second: u32,
+}
+
+impl TelegramConfig {
+    /// The settings for `token` on api.telegram.org at Telegram's default rate.
+    pub fn new(token: impl Into<String>) -> TelegramConfig {
+        TelegramConfig { token: token.into(), api_url: None, messages_per_second: DEFAULT_MESSAGES_PER_SECOND }
+    }
 }
 
 /// Why the front-end stopped.
@@ -104,11 +120,11 @@ pub async fn connect<S: Store + 'static>(
     register_commands(&bot, &session).await;
     let telegram = Telegram {
         me,
-        sender: bot.clone().throttle(LIMITS),
+        sender: bot.clone().throttle(limits(config.messages_per_second)),
         bot,
         session,
         codec,
-        pacer: Pacer::default(),
+        pacer: Pacer::new(config.messages_per_second),
         prompts: Mutex::new(HashMap::new()),
     };
     Ok(Frontend { telegram: Arc::new(telegram) })
@@ -183,10 +199,13 @@ impl<S: Store + 'static> Frontend<S> {
         webhook::router(self.clone(), secret)
     }
 
-    /// Handles one update: what both polling and the webhook do.
-    async fn handle_update(&self, update: Update) {
-        if let Some(incoming) = read_update(&update, &self.telegram.me) {
-            self.telegram.handle(update.id.0, incoming).await;
+    /// Handles one update: what both polling and the webhook do. Returns
+    /// `false` when its answer could not be sent for a reason that may pass
+    /// (network, Telegram's 5xx); the update should then be delivered again.
+    async fn handle_update(&self, update: Update) -> bool {
+        match read_update(&update, &self.telegram.me) {
+            Some(incoming) => self.telegram.handle(update.id.0, incoming).await,
+            None => true,
         }
     }
 }
@@ -228,6 +247,8 @@ impl<S: Store + 'static> Telegram<S> {
             let telegram = self.clone();
             tasks.spawn(async move {
                 for (id, incoming) in queue {
+                    // An answer that could not be sent stays pending in the
+                    // store; polling has no redelivery to send it with.
                     telegram.handle(id, incoming).await;
                 }
             });
@@ -235,18 +256,27 @@ impl<S: Store + 'static> Telegram<S> {
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn handle(&self, update_id: u32, incoming: Incoming) {
+    /// Handles one update and sends its answer; `false` when the answer
+    /// could not be sent and may be on a later delivery of the update.
+    async fn handle(&self, update_id: u32, incoming: Incoming) -> bool {
         let receipt = format!("telegram:{update_id}");
-        match incoming {
-            Incoming::Message { key, input, place } => {
-                if let Some(transition) = self.apply(&key, input, &receipt, place).await {
-                    self.deliver(&key, place, &transition, None).await;
-                }
-            }
+        let sent = match incoming {
+            Incoming::Message { key, input, place } => match self.apply(&key, input, &receipt, place).await {
+                Some(transition) => self.deliver(&key, place, &transition, None).await,
+                None => return true,
+            },
             Incoming::Press { key, query, data, place, message } => {
-                self.press(&key, query, &data, place, message, &receipt).await;
+                self.press(&key, query, &data, place, message, &receipt).await
             }
+        };
+        if !sent {
+            return false;
         }
+        // Only now may a redelivery of this update go unanswered.
+        if let Err(error) = self.session.confirm_delivery(&receipt).await {
+            tracing::warn!(%error, "recording a telegram answer as sent failed");
+        }
+        true
     }
 
     async fn press(
@@ -257,7 +287,7 @@ impl<S: Store + 'static> Telegram<S> {
         place: Place,
         message: MessageId,
         receipt: &str,
-    ) {
+    ) -> bool {
         let flows = self.session.flows();
         let messages = &flows.bot().messages;
         let refusal = |template: &fixbot_core::markup::Template| Some(template.render().to_plain());
@@ -280,8 +310,9 @@ impl<S: Store + 'static> Telegram<S> {
         if let Err(error) = answer.await {
             tracing::warn!(%error, "telegram answerCallbackQuery failed");
         }
-        if let Some(transition) = transition.filter(|transition| transition.notice.is_none()) {
-            self.deliver(key, place, &transition, Some(message)).await;
+        match transition.filter(|transition| transition.notice.is_none()) {
+            Some(transition) => self.deliver(key, place, &transition, Some(message)).await,
+            None => true,
         }
     }
 
@@ -293,15 +324,22 @@ impl<S: Store + 'static> Telegram<S> {
             Err(error) => {
                 tracing::error!(%error, "handling a telegram update failed");
                 let text = self.session.flows().bot().messages.failure.render();
-                self.send(place, &text, None).await;
+                let _ = self.send(place, &text, None).await;
                 None
             }
         }
     }
 
     /// Sends the replies, and takes the keyboard off the previous prompt of
-    /// this conversation so a finished step cannot be pressed again.
-    async fn deliver(&self, key: &ConversationKey, place: Place, transition: &Transition, pressed: Option<MessageId>) {
+    /// this conversation so a finished step cannot be pressed again. Returns
+    /// `false` when a reply failed for a reason that may pass.
+    async fn deliver(
+        &self,
+        key: &ConversationKey,
+        place: Place,
+        transition: &Transition,
+        pressed: Option<MessageId>,
+    ) -> bool {
         if transition.changed {
             let previous = self.prompts.lock().await.remove(key);
             let stale = pressed.map(|id| (place.chat, id)).into_iter().chain(previous);
@@ -321,6 +359,7 @@ impl<S: Store + 'static> Telegram<S> {
         // waits for typed text it opens the reply box for that user alone.
         let expects_text = place.chat.0 < 0 && transition.outcomes.is_empty();
         let mut place = place;
+        let mut settled = true;
         let count = transition.replies.len();
         for (index, reply) in transition.replies.iter().enumerate() {
             let keyboard: Option<ReplyMarkup> = if !reply.choices.is_empty() {
@@ -343,15 +382,18 @@ impl<S: Store + 'static> Telegram<S> {
             for (part_index, part) in parts.iter().enumerate() {
                 let markup = if part_index + 1 == last { keyboard.clone() } else { None };
                 let has_buttons = matches!(markup, Some(ReplyMarkup::InlineKeyboard(_)));
-                if let Some(sent) = self.send(place, part, markup).await
-                    && has_buttons
-                {
-                    self.prompts.lock().await.insert(key.clone(), (place.chat, sent));
+                match self.send(place, part, markup).await {
+                    Ok(sent) if has_buttons => {
+                        self.prompts.lock().await.insert(key.clone(), (place.chat, sent));
+                    }
+                    Ok(_) => {}
+                    Err(error) => settled &= !is_transient(&error),
                 }
                 // Only the first message quotes the user's.
                 place.reply_to = None;
             }
         }
+        settled
     }
 
     /// Sends one message; Throttle paces it and retries a 429.
@@ -360,7 +402,7 @@ impl<S: Store + 'static> Telegram<S> {
         place: Place,
         body: &fixbot_core::markup::Markup,
         keyboard: Option<ReplyMarkup>,
-    ) -> Option<MessageId> {
+    ) -> Result<MessageId, RequestError> {
         let mut request = self.sender.send_message(place.chat, to_html(body)).parse_mode(ParseMode::Html);
         if let Some(thread) = place.thread {
             request = request.message_thread_id(thread);
@@ -372,13 +414,20 @@ impl<S: Store + 'static> Telegram<S> {
             request = request.reply_markup(keyboard);
         }
         match request.await {
-            Ok(message) => Some(message.id),
+            Ok(message) => Ok(message.id),
             Err(error) => {
                 tracing::warn!(%error, chat = place.chat.0, "telegram sendMessage failed");
-                None
+                Err(error)
             }
         }
     }
+}
+
+/// Whether a failed call may succeed when made again later: the network or
+/// Telegram itself failed, rather than Telegram refusing the request (a
+/// blocked bot, a deleted chat), which no retry would change.
+fn is_transient(error: &RequestError) -> bool {
+    !matches!(error, RequestError::Api(_) | RequestError::MigrateToChatId(_))
 }
 
 fn now() -> i64 {

@@ -28,7 +28,10 @@ pub(crate) fn router<S: Store + 'static>(frontend: Frontend<S>, secret: String) 
 }
 
 /// Handles one update before answering, so Telegram retries it when fixbot
-/// dies midway; the update's receipt keeps a retry from being applied twice.
+/// dies midway; the update's receipt keeps a retry from being applied twice,
+/// and its pending delivery lets the retry send an answer that was lost. An
+/// answer that could not be sent gets a 500, so Telegram delivers the update
+/// again later.
 async fn receive<S: Store + 'static>(
     State((frontend, secret)): State<(Frontend<S>, String)>,
     headers: HeaderMap,
@@ -40,11 +43,11 @@ async fn receive<S: Store + 'static>(
     }
     // An update fixbot cannot read is acknowledged anyway: a retry would
     // not read any better, and Telegram would keep sending it.
-    match serde_json::from_slice::<Update>(&body).ok() {
-        Some(update) => frontend.handle_update(update).await,
-        None => tracing::warn!(bytes = body.len(), "ignoring a webhook body that is not an update"),
-    }
-    StatusCode::OK
+    let Ok(update) = serde_json::from_slice::<Update>(&body) else {
+        tracing::warn!(bytes = body.len(), "ignoring a webhook body that is not an update");
+        return StatusCode::OK;
+    };
+    if frontend.handle_update(update).await { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR }
 }
 
 /// Compares without an early exit, so timing does not reveal the secret.

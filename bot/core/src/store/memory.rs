@@ -16,8 +16,16 @@ pub struct MemoryStore {
 struct Inner {
     cases: HashMap<ConversationKey, Stored>,
     outcomes: Vec<OutcomeRecord>,
-    receipts: HashMap<String, i64>,
+    receipts: HashMap<String, MemoryReceipt>,
     meta: HashMap<String, String>,
+}
+
+/// A receipt: when, whose, and the delivery not yet confirmed sent.
+#[derive(Debug)]
+struct MemoryReceipt {
+    at: i64,
+    subject: u64,
+    delivery: Option<String>,
 }
 
 impl MemoryStore {
@@ -47,7 +55,9 @@ impl Store for MemoryStore {
             if inner.receipts.contains_key(receipt.id) {
                 return Err(StoreError::Duplicate);
             }
-            inner.receipts.insert(receipt.id.to_owned(), receipt.at);
+            let stored =
+                MemoryReceipt { at: receipt.at, subject: receipt.subject, delivery: Some(receipt.delivery.to_owned()) };
+            inner.receipts.insert(receipt.id.to_owned(), stored);
         }
         match change.case {
             Some(case) => {
@@ -62,20 +72,33 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn pending_delivery(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().receipts.get(id).and_then(|receipt| receipt.delivery.clone()))
+    }
+
+    async fn confirm_delivery(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(receipt) = self.lock().receipts.get_mut(id) {
+            receipt.delivery = None;
+        }
+        Ok(())
+    }
+
     async fn expire(&self, before: i64) -> Result<u64, StoreError> {
         let mut inner = self.lock();
         let count = inner.cases.len();
         inner.cases.retain(|_, stored| stored.case.updated_at >= before);
-        inner.receipts.retain(|_, at| *at >= before);
+        inner.receipts.retain(|_, receipt| receipt.at >= before);
         Ok((count - inner.cases.len()) as u64)
     }
 
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
         let mut inner = self.lock();
-        let before = inner.cases.len() + inner.outcomes.len();
+        let count = |inner: &Inner| inner.cases.len() + inner.outcomes.len() + inner.receipts.len();
+        let before = count(&inner);
         inner.cases.retain(|key, _| !(key.platform == platform && key.user == user));
         inner.outcomes.retain(|record| record.subject != subject);
-        Ok((before - inner.cases.len() - inner.outcomes.len()) as u64)
+        inner.receipts.retain(|_, receipt| receipt.subject != subject);
+        Ok((before - count(&inner)) as u64)
     }
 
     async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
