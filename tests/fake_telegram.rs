@@ -25,6 +25,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
+/// Telegram's side of webhook mode, behind a load balancer.
+mod webhook;
+
 /// The bot's user id.
 pub const BOT_ID: i64 = 777;
 /// The bot's username, as used in group commands (`/fix@fixbot_test_bot`).
@@ -256,6 +259,8 @@ struct Inner {
     poll_generation: u64,
     calls: Vec<Call>,
     sent: Vec<Sent>,
+    /// Indexes into `sent` per chat, so a test with many users can follow one chat cheaply.
+    sent_by_chat: HashMap<i64, Vec<usize>>,
     chats: HashMap<i64, ChatKind>,
     /// Who created each forum topic, for the service message topic messages reply to.
     topic_creators: HashMap<(i64, i64), User>,
@@ -269,6 +274,8 @@ struct Inner {
     /// (scope as JSON, language code) → commands.
     commands: BTreeMap<(String, String), Vec<(String, String)>>,
     webhook: Option<String>,
+    /// The webhook's max_connections: deliveries in flight at once.
+    webhook_connections: usize,
 }
 
 impl FakeTelegram {
@@ -413,6 +420,21 @@ impl FakeTelegram {
     /// Successful sendMessage calls, in order.
     pub fn sent(&self) -> Vec<Sent> {
         self.shared.lock().sent.clone()
+    }
+
+    /// Successful sendMessage calls to `chat_id`, in order.
+    pub fn sent_to(&self, chat_id: i64) -> Vec<Sent> {
+        let inner = self.shared.lock();
+        inner
+            .sent_by_chat
+            .get(&chat_id)
+            .map(|indexes| indexes.iter().map(|&i| inner.sent[i].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many messages were sent to `chat_id`.
+    pub fn sent_count(&self, chat_id: i64) -> usize {
+        self.shared.lock().sent_by_chat.get(&chat_id).map_or(0, Vec::len)
     }
 
     /// The next call of `method` (any case) fails once with `status`; a `retry_after` is sent
@@ -707,10 +729,15 @@ impl Inner {
                 if !url.is_empty() && !url.starts_with("https://") {
                     return Err(bad("bad webhook: HTTPS url must be provided for webhook"));
                 }
+                let max_connections = int(params, "max_connections")?.unwrap_or(40);
+                if !(1..=100).contains(&max_connections) {
+                    return Err(bad("bad webhook: max_connections must be between 1 and 100"));
+                }
                 if boolean(params, "drop_pending_updates") {
                     self.queue.clear();
                 }
                 self.webhook = if url.is_empty() { None } else { Some(url) };
+                self.webhook_connections = max_connections as usize;
                 Ok(json!(true))
             }
             "deletewebhook" => {
@@ -776,6 +803,7 @@ impl Inner {
             reply_to,
             edit_date: None,
         };
+        self.sent_by_chat.entry(chat).or_default().push(self.sent.len());
         self.sent.push(Sent {
             chat_id: chat,
             thread,

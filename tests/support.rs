@@ -100,11 +100,17 @@ const PLATFORM_VARIABLES: &[&str] = &[
 /// Starts `fixbot serve` on `store` with only the platform variables given:
 /// whatever the surrounding environment holds, only the fakes are reached.
 pub fn spawn_serve(store: &str, platform: &[(&str, &str)]) -> std::process::Child {
+    serve_command(&["--store", store], platform).spawn().expect("the fixbot binary runs")
+}
+
+/// `fixbot serve ARGS` with only the platform variables given, output
+/// discarded; callers may redirect it before spawning.
+pub fn serve_command(args: &[&str], platform: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fixbot"));
-    command.args(["serve", "--store", store]).current_dir(root()).stdout(Stdio::null()).stderr(Stdio::null());
+    command.arg("serve").args(args).current_dir(root()).stdout(Stdio::null()).stderr(Stdio::null());
     for name in PLATFORM_VARIABLES {
         command.env_remove(name);
     }
     command.envs(platform.iter().copied());
-    command.spawn().expect("the fixbot binary runs")
+    command
 }

@@ -20,6 +20,8 @@ mod corpus;
 mod discord;
 /// Engine behaviour on a small fixture flow set.
 mod engine;
+/// Two `fixbot serve` processes on one PostgreSQL behind the Telegram webhook, one killed.
+mod multi_instance;
 /// The session: per-conversation ordering and compare-and-set retries.
 mod session;
 /// One contract, every store backend.

@@ -180,13 +180,16 @@ impl<S: Store + 'static> Frontend<S> {
     }
 
     /// Asks Telegram to deliver updates to `url` with `secret` in the
-    /// `X-Telegram-Bot-Api-Secret-Token` header.
+    /// `X-Telegram-Bot-Api-Secret-Token` header, up to 100 at once
+    /// (Telegram's most; its default of 40 would idle instances behind a
+    /// load balancer while answers wait out per-chat limits).
     pub async fn set_webhook(&self, url: url::Url, secret: &str) -> Result<(), TelegramError> {
         use teloxide::payloads::SetWebhookSetters as _;
         self.telegram
             .bot
             .set_webhook(url)
             .secret_token(secret.to_owned())
+            .max_connections(100)
             .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery])
             .await?;
         tracing::info!(bot = %self.username(), "telegram front-end taking updates by webhook");
