@@ -250,6 +250,7 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     let spawn = || {
         crate::support::spawn_serve(
             &store,
+            &[],
             &[("DISCORD_BOT_TOKEN", fake.token()), ("DISCORD_API_URL", &fake.api_url())],
         )
     };
