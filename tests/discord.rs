@@ -1,9 +1,10 @@
 //! The Discord front-end end to end against the fake REST API and gateway:
 //! `/fix` with and without text (the paste form), DMs, two users in one
 //! channel, foreign and forged buttons, mention injection, a gateway close
-//! mid-case, a 429, and a kill -9 with SQLite after which an old button
-//! carries on.
+//! mid-case, a 429, a kill -9 with SQLite after which an old button
+//! carries on, and two servers splitting the shards.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +12,14 @@ use fixbot_core::button::ButtonCodec;
 use fixbot_core::engine::EngineConfig;
 use fixbot_core::session::Session;
 use fixbot_discord::DiscordConfig;
-use fixbot_store::{AnyStore, MemoryStore};
+use fixbot_store::{AnyStore, MemoryStore, PostgresStore};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::fake_discord::{FakeDiscord, Place, Post};
-use crate::support::shipped_flows;
+use crate::fake_discord::{FakeDiscord, Place, Post, Shard, shard_of};
+use crate::store_contract::TestSchema;
+use crate::support::{shipped_flows, spawn_serve};
 
 const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not enough iCloud storage available.";
 const WAIT: Duration = Duration::from_secs(20);
@@ -247,12 +249,8 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     let fake = FakeDiscord::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite:{}", dir.path().join("cases.db").display());
-    let spawn = || {
-        crate::support::spawn_serve(
-            &store,
-            &[("DISCORD_BOT_TOKEN", fake.token()), ("DISCORD_API_URL", &fake.api_url())],
-        )
-    };
+    let spawn =
+        || spawn_serve(&store, &[], &[("DISCORD_BOT_TOKEN", fake.token()), ("DISCORD_API_URL", &fake.api_url())]);
     let channel = Place::guild(GUILD, 15);
     let mut server = spawn();
     fake.wait_ready(WAIT).await;
@@ -309,4 +307,130 @@ async fn a_help_channel_opens_a_thread_per_case() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(posts(&fake, 2).await.len(), 2);
     bot.stop().await;
+}
+
+/// The shard total of the two-server test.
+const SHARDS: u64 = 4;
+
+/// The server running `shard` in the two-server test.
+fn owner(shard: u64) -> &'static str {
+    if shard < 2 { "a" } else { "b" }
+}
+
+/// Guild `n` of those whose events Discord sends to `shard` of [`SHARDS`].
+fn guild_on_shard(shard: u64, n: u64) -> u64 {
+    let guild = ((1 << 30) + SHARDS * n + shard) << 22 | 0x2a;
+    assert_eq!(shard_of(guild, SHARDS), shard);
+    guild
+}
+
+/// A store two servers share: a schema of its own on the PostgreSQL test server when
+/// FIXBOT_TEST_POSTGRES_URL is set, else one SQLite file in `dir` (WAL lets two processes
+/// share it). The schema, if any, is dropped with the guard.
+async fn shared_store(dir: &Path) -> (String, Option<TestSchema>) {
+    match std::env::var("FIXBOT_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let schema = TestSchema::new(&url);
+            // Creates and migrates the schema; the servers then find it through search_path.
+            PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
+            let separator = if url.contains('?') { '&' } else { '?' };
+            (format!("{url}{separator}options[search_path]={}", schema.name), Some(schema))
+        }
+        _ => (format!("sqlite:{}", dir.join("cases.db").display()), None),
+    }
+}
+
+/// Waits until each interaction has an answer (a post with content) and returns them in order.
+async fn answers(fake: &FakeDiscord, interactions: &[u64]) -> Vec<Post> {
+    let answer = |posts: &[Post], id: u64| {
+        posts.iter().find(|post| post.interaction == Some(id) && !post.content.is_empty()).cloned()
+    };
+    let all_answered = |fake: &FakeDiscord| {
+        let posts = fake.posts();
+        interactions.iter().all(|id| answer(&posts, *id).is_some())
+    };
+    fake.wait_until("an answer to every interaction", all_answered, WAIT).await;
+    let posts = fake.posts();
+    interactions.iter().map(|id| answer(&posts, *id).unwrap()).collect()
+}
+
+/// Interaction `id`, from a guild on `shard`, reached only the server running that shard, which
+/// acknowledged it once and answered it once, every call succeeding.
+fn assert_handled_by_owner(fake: &FakeDiscord, id: u64, shard: u64) {
+    let owner = Some(owner(shard));
+    let deliveries = fake.deliveries(id);
+    assert_eq!(deliveries.len(), 1, "interaction {id} is delivered once: {deliveries:?}");
+    assert_eq!(deliveries[0].shard, Shard::new(shard, SHARDS), "{deliveries:?}");
+    assert_eq!(deliveries[0].instance.as_deref(), owner, "{deliveries:?}");
+    let calls = fake.calls_for(id);
+    let strays: Vec<_> = calls.iter().filter(|call| call.instance.as_deref() != owner || call.status >= 300).collect();
+    assert!(strays.is_empty(), "interaction {id} on shard {shard}: calls not by {owner:?} or failed: {strays:?}");
+    let callbacks = calls.iter().filter(|call| call.path.ends_with("/callback")).count();
+    assert_eq!(callbacks, 1, "interaction {id} is acknowledged once: {calls:?}");
+    let answered = fake.posts().iter().filter(|post| post.interaction == Some(id)).count();
+    assert_eq!(answered, 1, "interaction {id} is answered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_split_the_shards_and_each_answers_its_own() {
+    let fake = FakeDiscord::start().await;
+    fake.recommend_shards(SHARDS);
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _schema) = shared_store(dir.path()).await;
+    let serve = |instance: &str, shards: &str| {
+        let api = fake.api_url_for(instance);
+        spawn_serve(&store, &["--shards", shards], &[("DISCORD_BOT_TOKEN", fake.token()), ("DISCORD_API_URL", &api)])
+    };
+    let _a = serve("a", "0-1/4");
+    let _b = serve("b", "2-3/4");
+    let every_shard: Vec<Shard> = (0..SHARDS).map(|id| Shard::new(id, SHARDS)).collect();
+    // serenity starts one process's shards five seconds apart.
+    fake.wait_until("all four shards live", |fake| fake.live_shards() == every_shard, WAIT).await;
+    fake.wait_until("the commands registered", |fake| !fake.commands().is_empty(), WAIT).await;
+
+    // Two people in guilds of each shard run /fix at once, then press a button.
+    let people: Vec<(Place, u64)> = (0..SHARDS)
+        .flat_map(|shard| (0..2).map(move |n| (shard, n)))
+        .map(|(shard, n)| (Place::guild(guild_on_shard(shard, n), 2000 + 10 * shard + n), 1000 + 10 * shard + n))
+        .collect();
+    let commands: Vec<u64> =
+        people.iter().map(|&(place, user)| fake.slash(place, user, "fix", error(ICLOUD_FULL))).collect();
+    let dm = Place::dm(3000);
+    fake.message(dm, 999, ICLOUD_FULL);
+    let first = answers(&fake, &commands).await;
+    let presses: Vec<u64> = people
+        .iter()
+        .zip(&first)
+        .map(|(&(place, user), post)| fake.press(place, user, post.message, &custom_id(post, "Not enough")))
+        .collect();
+    let next = answers(&fake, &presses).await;
+    for (first, next) in first.iter().zip(&next) {
+        assert!(first.content.contains("Cloud storage is full"), "{}", first.content);
+        assert!(next.content.contains("Delete Backup"), "{}", next.content);
+    }
+    for (&(place, _), ids) in people.iter().zip(commands.iter().zip(&presses)) {
+        let shard = shard_of(place.guild.unwrap(), SHARDS);
+        assert_handled_by_owner(&fake, *ids.0, shard);
+        assert_handled_by_owner(&fake, *ids.1, shard);
+    }
+
+    // DMs go to shard 0, so only server a answers the DM.
+    fake.wait_until("the DM answered", |fake| fake.posts().iter().any(|post| post.channel == dm.channel), WAIT).await;
+    let dm_calls: Vec<_> = fake.calls().into_iter().filter(|call| call.path.starts_with("/channels/3000/")).collect();
+    assert!(dm_calls.iter().all(|call| call.instance.as_deref() == Some("a") && call.status < 300), "{dm_calls:?}");
+    assert_eq!(fake.posts().iter().filter(|post| post.channel == dm.channel).count(), 1);
+
+    // Each server identified only as its own shards, out of the same total, and only shard
+    // 0's server registered the commands; both checked the total against /gateway/bot.
+    for identify in fake.identified() {
+        assert_eq!(identify.shard.total, SHARDS, "{identify:?}");
+        assert_eq!(identify.instance.as_deref(), Some(owner(identify.shard.id)), "{identify:?}");
+    }
+    let calls = fake.calls();
+    let registrations: Vec<_> = calls.iter().filter(|call| call.path.ends_with("/commands")).collect();
+    assert!(registrations.iter().all(|call| call.instance.as_deref() == Some("a")), "{registrations:?}");
+    for instance in ["a", "b"] {
+        let asked = calls.iter().any(|call| call.path == "/gateway/bot" && call.instance.as_deref() == Some(instance));
+        assert!(asked, "server {instance} asked for the recommended shard count");
+    }
 }

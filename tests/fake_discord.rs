@@ -16,6 +16,17 @@
 //! Dispatches go to the live connection; while none is live they are queued in the session and
 //! replayed, in order and with their sequence numbers, on RESUME. As on Discord, a new IDENTIFY
 //! starts a new session and what the old one had not delivered is lost.
+//!
+//! Sharding is Discord's: each IDENTIFY with `shard: [id, total]` starts a session of its own
+//! (own session id, sequence numbers and replay), a guild's events go to shard
+//! `(guild_id >> 22) % total` ([`shard_of`]), DMs to shard 0, and a new IDENTIFY of a shard ends
+//! only that shard's old session. `GET /gateway/bot` recommends [`FakeDiscord::recommend_shards`]
+//! shards; [`FakeDiscord::require_shards`] closes smaller IDENTIFYs with 4011.
+//!
+//! To tell bot processes apart, which Discord cannot, each may use its own
+//! [`FakeDiscord::api_url_for`]: its REST calls ([`Call::instance`]), the gateway URL it is given,
+//! and so its connections, IDENTIFYs ([`Identify::instance`]) and deliveries
+//! ([`Delivery::instance`]) then carry that label.
 
 // The fixture offers more than any single test module uses.
 #![allow(dead_code)]
@@ -63,6 +74,8 @@ const APP_FLAGS: u64 = (1 << 13) | (1 << 15) | (1 << 19);
 /// add reactions, use application commands, create public threads, send in threads.
 const PERMISSIONS: u64 =
     (1 << 6) | (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 31) | (1 << 35) | (1 << 38);
+/// The first path segment of an instance's URLs: `/instance/<label>/api/v10/...`.
+const INSTANCE_PREFIX: &str = "instance";
 /// Message flags.
 const SUPPRESS_EMBEDS: u64 = 1 << 2;
 const EPHEMERAL: u64 = 1 << 6;
@@ -91,6 +104,58 @@ impl Place {
     }
 }
 
+/// A shard as a client identifies it; a client that sends none is shard 0 of 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard {
+    /// The shard's number, below `total`.
+    pub id: u64,
+    /// How many shards the bot's gateway traffic is split into.
+    pub total: u64,
+}
+
+impl Shard {
+    /// Shard `id` of `total`.
+    pub const fn new(id: u64, total: u64) -> Shard {
+        Shard { id, total }
+    }
+
+    /// Whether Discord sends this shard the events of `guild` (`None`: a DM, which goes to
+    /// shard 0).
+    pub fn receives(self, guild: Option<u64>) -> bool {
+        match guild {
+            Some(guild) => shard_of(guild, self.total) == self.id,
+            None => self.id == 0,
+        }
+    }
+}
+
+/// The shard of `total` that receives the events of `guild`: Discord's `(guild_id >> 22) % total`.
+pub fn shard_of(guild: u64, total: u64) -> u64 {
+    (guild >> 22) % total
+}
+
+/// One IDENTIFY the fake accepted.
+#[derive(Clone, Debug)]
+pub struct Identify {
+    /// The shard it identified as.
+    pub shard: Shard,
+    /// The instance label of its connection ([`FakeDiscord::api_url_for`]).
+    pub instance: Option<String>,
+    /// The session it started.
+    pub session: String,
+}
+
+/// One write of an interaction to a gateway connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The shard of the session it was dispatched in.
+    pub shard: Shard,
+    /// The connection, numbered from 1 in the order they opened.
+    pub connection: u64,
+    /// The instance label of that connection.
+    pub instance: Option<String>,
+}
+
 /// One REST request the bot made.
 #[derive(Clone, Debug)]
 pub struct Call {
@@ -104,6 +169,8 @@ pub struct Call {
     pub status: u16,
     /// When the request arrived (calls are listed in the order they were answered).
     pub at: Instant,
+    /// The instance label of the URL it came through ([`FakeDiscord::api_url_for`]).
+    pub instance: Option<String>,
 }
 
 /// One message the bot created, or one modal it opened.
@@ -221,6 +288,8 @@ struct Itx {
     /// For a modal submit: the interaction that opened the modal.
     opener: Option<u64>,
     responses: Vec<Value>,
+    /// Every write of it to a connection, replays included.
+    deliveries: Vec<Delivery>,
 }
 
 /// A modal the bot opened for a user.
@@ -245,15 +314,28 @@ struct Failure {
     retry_after: Option<f64>,
 }
 
-/// A gateway session: what a RESUME can pick up.
+/// A gateway session: one shard's events, and what a RESUME can pick up.
 #[derive(Debug)]
 struct Session {
+    /// The order sessions started in, from 1; connections name their session by it.
+    number: u64,
     id: String,
+    shard: Shard,
+    /// The intents it was identified with: they decide which messages it is sent.
+    intents: u64,
     seq: u64,
     /// Every dispatch of the session: (seq, payload, interaction it carries).
     log: Vec<(u64, String, Option<u64>)>,
     /// False once Discord would refuse to resume it.
     valid: bool,
+    /// The connection it is delivered on, while one is live.
+    live: Option<u64>,
+}
+
+impl Session {
+    fn dispatches(&self) -> Vec<Value> {
+        self.log.iter().map(|(_, payload, _)| serde_json::from_str(payload).expect("dispatches are JSON")).collect()
+    }
 }
 
 /// What a connection's writer sends.
@@ -267,10 +349,12 @@ enum Out {
 #[derive(Debug)]
 struct Conn {
     tx: mpsc::UnboundedSender<Out>,
-    /// IDENTIFYed or RESUMEd on this connection.
-    authed: bool,
+    /// The session IDENTIFYed or RESUMEd on this connection.
+    session: Option<u64>,
     /// A close frame was sent; nothing more goes out.
     closing: bool,
+    /// The instance label of the URL it connected to.
+    instance: Option<String>,
 }
 
 #[derive(Default)]
@@ -295,15 +379,18 @@ struct Inner {
     // The gateway.
     next_conn: u64,
     conns: HashMap<u64, Conn>,
-    live: Option<u64>,
-    session: Option<Session>,
+    /// The current sessions, oldest first: one per shard at most.
+    sessions: Vec<Session>,
     sessions_started: u64,
-    identifies: usize,
+    identified: Vec<Identify>,
     resumes: usize,
     heartbeats: usize,
     connections: Vec<String>,
     intents: Option<u64>,
-    shard: Option<Value>,
+    /// The shard count GET /gateway/bot recommends.
+    recommended_shards: u64,
+    /// IDENTIFYs with a smaller shard total are closed with 4011.
+    required_shards: u64,
 }
 
 /// An error answer.
@@ -420,7 +507,8 @@ impl FakeDiscord {
     /// Binds the REST API and the gateway on free 127.0.0.1 ports and serves both on the
     /// current runtime.
     pub async fn start() -> FakeDiscord {
-        let shared = Arc::new(Shared { inner: Mutex::new(Inner::default()) });
+        let inner = Inner { recommended_shards: 1, required_shards: 1, ..Inner::default() };
+        let shared = Arc::new(Shared { inner: Mutex::new(inner) });
         let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let api_port = api.local_addr().expect("a bound address").port();
@@ -440,6 +528,13 @@ impl FakeDiscord {
         format!("http://127.0.0.1:{}", self.api_port)
     }
 
+    /// Like [`FakeDiscord::api_url`], for one of several bot processes: its calls, and the
+    /// connections to the gateway URL it is given, carry `instance` (letters, digits and `-`).
+    pub fn api_url_for(&self, instance: &str) -> String {
+        assert!(valid_instance(instance), "an instance label is letters, digits and -, not {instance:?}");
+        format!("http://127.0.0.1:{}/{INSTANCE_PREFIX}/{instance}", self.api_port)
+    }
+
     /// The gateway URL GET /gateway answers with.
     pub fn gateway_url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.gateway_port)
@@ -451,31 +546,49 @@ impl FakeDiscord {
         TOKEN
     }
 
+    /// Polls every 20 ms until `done` holds for the fake; panics after `timeout`, saying it
+    /// waited for `what` and listing the REST calls so far.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&FakeDiscord) -> bool, timeout: Duration) {
+        self.poll(timeout, || done(self).then_some(()), || format!("waiting for {what}")).await
+    }
+
     /// Waits until a connection has IDENTIFYed or RESUMEd and is live; panics after `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) {
+        let failure = || {
+            let inner = self.shared.lock();
+            format!(
+                "waiting for a live gateway connection ({} connections, {} identifies, {} resumes)",
+                inner.connections.len(),
+                inner.identified.len(),
+                inner.resumes
+            )
+        };
+        self.poll(timeout, || self.is_live().then_some(()), failure).await
+    }
+
+    /// Calls `check` every 20 ms until it gives a value; after `timeout`, panics with
+    /// `failure` and the REST calls so far.
+    async fn poll<T>(&self, timeout: Duration, check: impl Fn() -> Option<T>, failure: impl Fn() -> String) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.shared.lock().live.is_some() {
-                return;
+            if let Some(found) = check() {
+                return found;
             }
             if Instant::now() >= deadline {
-                let inner = self.shared.lock();
-                panic!(
-                    "timed out after {timeout:?} waiting for a live gateway connection ({} connections, {} identifies, \
-                     {} resumes); REST calls so far:\n{}",
-                    inner.connections.len(),
-                    inner.identifies,
-                    inner.resumes,
-                    describe(&inner.calls)
-                );
+                panic!("timed out after {timeout:?} {}; REST calls so far:\n{}", failure(), describe(&self.calls()));
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// How many IDENTIFYs were accepted (each started a new session).
     pub fn identifies(&self) -> usize {
-        self.shared.lock().identifies
+        self.shared.lock().identified.len()
+    }
+
+    /// Every accepted IDENTIFY, in order: its shard, instance and session.
+    pub fn identified(&self) -> Vec<Identify> {
+        self.shared.lock().identified.clone()
     }
 
     /// How many RESUMEs were accepted.
@@ -493,12 +606,17 @@ impl FakeDiscord {
         self.shared.lock().connections.clone()
     }
 
-    /// Every dispatch (op 0 payload) of the current session, in sequence order, delivered or
+    /// Every dispatch (op 0 payload) of the newest session, in sequence order, delivered or
     /// still queued.
     pub fn dispatches(&self) -> Vec<Value> {
         let inner = self.shared.lock();
-        let log = inner.session.as_ref().map(|s| s.log.as_slice()).unwrap_or_default();
-        log.iter().map(|(_, payload, _)| serde_json::from_str(payload).expect("dispatches are JSON")).collect()
+        inner.sessions.last().map(Session::dispatches).unwrap_or_default()
+    }
+
+    /// Every dispatch of `shard`'s current session, as [`FakeDiscord::dispatches`].
+    pub fn dispatches_of(&self, shard: Shard) -> Vec<Value> {
+        let inner = self.shared.lock();
+        inner.sessions.iter().find(|s| s.shard == shard).map(Session::dispatches).unwrap_or_default()
     }
 
     /// The intents of the last IDENTIFY (also when it was refused for them).
@@ -508,33 +626,67 @@ impl FakeDiscord {
 
     /// Whether a connection is live (identified or resumed, and not closed).
     pub fn is_live(&self) -> bool {
-        self.shared.lock().live.is_some()
+        self.shared.lock().sessions.iter().any(|s| s.live.is_some())
     }
 
-    /// Closes the live websocket (or, with none live, the newest open one) with `code`. As on
-    /// Discord, 4000–4003, 4005 and 4008 leave the session resumable; 4004, 4007, 4009 and
-    /// 4010–4014 end it, so a RESUME gets INVALID_SESSION. Panics with no open connection.
+    /// The shards whose sessions have a live connection, in order.
+    pub fn live_shards(&self) -> Vec<Shard> {
+        let mut shards: Vec<Shard> =
+            self.shared.lock().sessions.iter().filter(|s| s.live.is_some()).map(|s| s.shard).collect();
+        shards.sort();
+        shards
+    }
+
+    /// From now on `GET /gateway/bot` recommends `shards` shards (1 until then).
+    pub fn recommend_shards(&self, shards: u64) {
+        assert!(shards >= 1, "Discord recommends at least one shard");
+        self.shared.lock().recommended_shards = shards;
+    }
+
+    /// From now on an IDENTIFY with fewer than `shards` in total is closed with 4011 ("Sharding
+    /// required"), as Discord closes a shard that would hold too many guilds.
+    pub fn require_shards(&self, shards: u64) {
+        self.shared.lock().required_shards = shards;
+    }
+
+    /// Closes the live websocket (the newest, with several shards live; with none live, the
+    /// newest open one) with `code`. As on Discord, 4000–4003, 4005 and 4008 leave the session
+    /// resumable; 4004, 4007, 4009 and 4010–4014 end it, so a RESUME gets INVALID_SESSION.
+    /// Panics with no open connection.
     pub fn close_gateway(&self, code: u16) {
         let mut inner = self.shared.lock();
-        let target = inner.live.or_else(|| inner.conns.iter().filter(|(_, c)| !c.closing).map(|(id, _)| *id).max());
-        let target = target.expect("close_gateway: no open gateway connection");
+        let open = || inner.conns.iter().filter(|(_, c)| !c.closing).map(|(id, _)| *id).max();
+        let target = inner.newest_live().or_else(open).expect("close_gateway: no open gateway connection");
         inner.close(target, code, close_reason(code));
     }
 
-    /// Sends RECONNECT (op 7) on the live connection; the client should reconnect and RESUME.
-    /// Dispatches from now on are queued for that RESUME.
+    /// Closes `shard`'s live websocket with `code`, as [`FakeDiscord::close_gateway`] does.
+    pub fn close_shard(&self, shard: Shard, code: u16) {
+        let mut inner = self.shared.lock();
+        let live = inner.sessions.iter().find(|s| s.shard == shard).and_then(|s| s.live);
+        let live = live.unwrap_or_else(|| panic!("close_shard: {shard:?} has no live connection"));
+        inner.close(live, code, close_reason(code));
+    }
+
+    /// Sends RECONNECT (op 7) on the live connection (the newest, with several); the client
+    /// should reconnect and RESUME. That session's dispatches from now on are queued for the
+    /// RESUME.
     pub fn request_reconnect(&self) {
         let mut inner = self.shared.lock();
-        let live = inner.live.take().expect("request_reconnect: no live gateway connection");
+        let live = inner.newest_live().expect("request_reconnect: no live gateway connection");
+        inner.unlive(live);
         inner.send(live, json!({"op": 7, "d": null, "s": null, "t": null}).to_string());
     }
 
-    /// Sends INVALID_SESSION (op 9) on the live connection; unless `resumable`, the session
-    /// ends and the client must IDENTIFY anew (serenity waits about 5 s before re-identifying).
+    /// Sends INVALID_SESSION (op 9) on the live connection (the newest, with several); unless
+    /// `resumable`, its session ends and the client must IDENTIFY anew (serenity waits about
+    /// 5 s before re-identifying).
     pub fn invalidate_session(&self, resumable: bool) {
         let mut inner = self.shared.lock();
-        let live = inner.live.take().expect("invalidate_session: no live gateway connection");
-        if !resumable && let Some(session) = inner.session.as_mut() {
+        let live = inner.newest_live().expect("invalidate_session: no live gateway connection");
+        let session = inner.conns.get(&live).and_then(|c| c.session);
+        inner.unlive(live);
+        if !resumable && let Some(session) = session.and_then(|number| inner.session_mut(number)) {
             session.valid = false;
         }
         inner.send(live, json!({"op": 9, "d": resumable, "s": null, "t": null}).to_string());
@@ -558,11 +710,12 @@ impl FakeDiscord {
     /// Once the bot has registered any commands, `name` must be one of them usable in `place`
     /// (a guild's commands only there; DMs only for commands allowing them), and its options
     /// must match the registration: a user could not send anything else. Before any
-    /// registration any name is accepted. Panics before the first IDENTIFY: Discord delivers
-    /// nothing to a bot that never connected.
+    /// registration any name is accepted. Panics before the first IDENTIFY, or when no
+    /// session's shard receives `place` (as for every simulated user action): Discord delivers
+    /// nothing to a bot that never connected, nor for a shard nobody runs.
     pub fn slash(&self, place: Place, user: u64, name: &str, options: Value) -> u64 {
         let mut inner = self.shared.lock();
-        inner.require_session("slash");
+        inner.require_session("slash", place.guild);
         inner.register_place(place, user);
         let options =
             options.as_array().cloned().unwrap_or_else(|| panic!("slash options must be a JSON array, got {options}"));
@@ -598,7 +751,7 @@ impl FakeDiscord {
     /// min_length..=max_length): Discord's client would not submit that.
     pub fn submit(&self, place: Place, user: u64, custom_id: &str, fields: &[(&str, &str)]) -> u64 {
         let mut inner = self.shared.lock();
-        inner.require_session("submit");
+        inner.require_session("submit", place.guild);
         inner.register_place(place, user);
         let modal = inner
             .modals
@@ -650,7 +803,7 @@ impl FakeDiscord {
     /// content arrives empty without MESSAGE_CONTENT unless the bot is mentioned.
     pub fn message(&self, place: Place, user: u64, content: &str) -> u64 {
         let mut inner = self.shared.lock();
-        inner.require_session("message");
+        inner.require_session("message", place.guild);
         inner.register_place(place, user);
         let id = inner.next_id();
         let msg = Msg {
@@ -684,37 +837,29 @@ impl FakeDiscord {
     /// Polls every 20 ms until `what` holds for the calls so far, and returns them; panics
     /// with the calls so far after `timeout`.
     pub async fn wait_for(&self, what: impl Fn(&[Call]) -> bool, timeout: Duration) -> Vec<Call> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let calls = self.calls();
-            if what(&calls) {
-                return calls;
-            }
-            if Instant::now() >= deadline {
-                panic!("timed out after {timeout:?} waiting on the bot; calls so far:\n{}", describe(&calls));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let check = || Some(self.calls()).filter(|calls| what(calls));
+        self.poll(timeout, check, || "waiting on the bot".to_string()).await
     }
 
     /// Waits until at least `count` posts exist and returns them all; panics with the calls so
     /// far after `timeout`.
     pub async fn wait_for_posts(&self, count: usize, timeout: Duration) -> Vec<Post> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let posts = self.posts();
-            if posts.len() >= count {
-                return posts;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {count} posts (have {}); calls so far:\n{}",
-                    posts.len(),
-                    describe(&self.calls())
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let check = || Some(self.posts()).filter(|posts| posts.len() >= count);
+        let failure = || format!("waiting for {count} posts (have {})", self.posts().len());
+        self.poll(timeout, check, failure).await
+    }
+
+    /// The shard, connection and instance each write of interaction `interaction` to the
+    /// gateway went out on, in order (a replay after RESUME is a second write).
+    pub fn deliveries(&self, interaction: u64) -> Vec<Delivery> {
+        self.shared.lock().interactions.get(&interaction).map(|i| i.deliveries.clone()).unwrap_or_default()
+    }
+
+    /// Every REST call made with interaction `interaction`'s token (its callback, followups
+    /// and edits), failed ones included, in order.
+    pub fn calls_for(&self, interaction: u64) -> Vec<Call> {
+        let token = format!("fake-interaction-token-{interaction}");
+        self.calls().into_iter().filter(|call| call.path.split('/').any(|segment| segment == token)).collect()
     }
 
     /// What the bot successfully sent for interaction `interaction`, in order: callbacks,
@@ -784,7 +929,7 @@ impl FakeDiscord {
 
     fn press_inner(&self, place: Place, user: u64, message_id: u64, custom_id: &str, check: bool) -> u64 {
         let mut inner = self.shared.lock();
-        inner.require_session("press");
+        inner.require_session("press", place.guild);
         inner.register_place(place, user);
         let message =
             inner.messages.get(&message_id).cloned().unwrap_or_else(|| panic!("press: no message {message_id}"));
@@ -812,11 +957,20 @@ impl Inner {
         self.last_id
     }
 
-    fn require_session(&self, what: &str) {
+    /// Panics unless a session receives events of `guild` (`None`: DMs): Discord delivers
+    /// nothing to a bot that never connected, nor for a shard nobody identified.
+    fn require_session(&self, what: &str, guild: Option<u64>) {
         assert!(
-            self.session.is_some(),
+            !self.sessions.is_empty(),
             "{what}: no gateway session yet; start the bot and call wait_ready first (Discord delivers nothing to a bot \
              that never connected)"
+        );
+        let shards: Vec<Shard> = self.sessions.iter().map(|s| s.shard).collect();
+        assert!(
+            shards.iter().any(|shard| shard.receives(guild)),
+            "{what}: no session receives {} (a guild's events go to shard (guild_id >> 22) % total, DMs to shard 0); \
+             sessions: {shards:?}",
+            guild.map_or("DMs".to_string(), |guild| format!("guild {guild}"))
         );
     }
 
@@ -867,19 +1021,28 @@ impl Inner {
 
     // ---- gateway ----
 
-    fn send(&mut self, conn: u64, text: String) -> bool {
-        match self.conns.get(&conn) {
-            Some(c) if !c.closing => {
-                if c.tx.send(Out::Text(text)).is_ok() {
-                    return true;
-                }
-                if self.live == Some(conn) {
-                    self.live = None;
-                }
-                false
-            }
-            _ => false,
+    fn session_mut(&mut self, number: u64) -> Option<&mut Session> {
+        self.sessions.iter_mut().find(|s| s.number == number)
+    }
+
+    /// The live connection opened last.
+    fn newest_live(&self) -> Option<u64> {
+        self.sessions.iter().filter_map(|s| s.live).max()
+    }
+
+    /// `conn` no longer delivers its session; what comes is queued for a RESUME.
+    fn unlive(&mut self, conn: u64) {
+        for session in self.sessions.iter_mut().filter(|s| s.live == Some(conn)) {
+            session.live = None;
         }
+    }
+
+    fn send(&mut self, conn: u64, text: String) -> bool {
+        let sent = self.conns.get(&conn).is_some_and(|c| !c.closing && c.tx.send(Out::Text(text)).is_ok());
+        if !sent {
+            self.unlive(conn);
+        }
+        sent
     }
 
     fn close(&mut self, conn: u64, code: u16, reason: &'static str) {
@@ -889,21 +1052,20 @@ impl Inner {
             c.closing = true;
             let _ = c.tx.send(Out::Close(code, reason));
         }
-        if self.live == Some(conn) {
-            self.live = None;
-        }
+        self.unlive(conn);
         // Discord ends the session on these; 4000-4003, 4005 and 4008 may be resumed.
         if matches!(code, 4004 | 4007 | 4009 | 4010..=4014)
-            && let Some(session) = self.session.as_mut()
+            && let Some(number) = self.conns.get(&conn).and_then(|c| c.session)
+            && let Some(session) = self.session_mut(number)
         {
             session.valid = false;
         }
     }
 
-    fn open_conn(&mut self, tx: mpsc::UnboundedSender<Out>, query: String) -> u64 {
+    fn open_conn(&mut self, tx: mpsc::UnboundedSender<Out>, query: String, instance: Option<String>) -> u64 {
         self.next_conn += 1;
         let id = self.next_conn;
-        self.conns.insert(id, Conn { tx, authed: false, closing: false });
+        self.conns.insert(id, Conn { tx, session: None, closing: false, instance });
         self.connections.push(query.clone());
         let hello = json!({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS, "_trace": ["fake-discord"]}, "s": null, "t": null});
         self.send(id, hello.to_string());
@@ -921,24 +1083,44 @@ impl Inner {
 
     fn drop_conn(&mut self, conn: u64) {
         self.conns.remove(&conn);
-        if self.live == Some(conn) {
-            self.live = None;
+        self.unlive(conn);
+    }
+
+    /// Logs a dispatch in every session that receives events of `guild` (`None`: a DM) and
+    /// sends it where that session is live.
+    fn dispatch(&mut self, event: &str, data: &Value, interaction: Option<u64>, guild: Option<u64>) {
+        let targets: Vec<u64> = self.sessions.iter().filter(|s| s.shard.receives(guild)).map(|s| s.number).collect();
+        for number in targets {
+            self.dispatch_to(number, event, data.clone(), interaction);
         }
     }
 
-    /// Logs a dispatch in the session and sends it if a connection is live.
-    fn dispatch(&mut self, event: &str, data: Value, interaction: Option<u64>) {
-        let Some(session) = self.session.as_mut() else { return };
+    /// Logs a dispatch in session `number` and sends it if the session is live.
+    fn dispatch_to(&mut self, number: u64, event: &str, data: Value, interaction: Option<u64>) {
+        let Some(session) = self.session_mut(number) else { return };
         session.seq += 1;
         let seq = session.seq;
         let payload = json!({"op": 0, "t": event, "s": seq, "d": data}).to_string();
         session.log.push((seq, payload.clone(), interaction));
-        if let Some(live) = self.live
-            && self.send(live, payload)
-            && let Some(id) = interaction
-            && let Some(itx) = self.interactions.get_mut(&id)
+        if let Some(live) = session.live {
+            self.deliver(live, payload, interaction);
+        }
+    }
+
+    /// Writes a dispatch to `conn`; an interaction's three seconds run from its first write.
+    fn deliver(&mut self, conn: u64, payload: String, interaction: Option<u64>) {
+        if !self.send(conn, payload) {
+            return;
+        }
+        let Some(id) = interaction else { return };
+        let instance = self.conns.get(&conn).and_then(|c| c.instance.clone());
+        let number = self.conns.get(&conn).and_then(|c| c.session);
+        let shard = self.sessions.iter().find(|s| Some(s.number) == number).map(|s| s.shard);
+        if let Some(itx) = self.interactions.get_mut(&id)
+            && let Some(shard) = shard
         {
             itx.sent_at.get_or_insert_with(Instant::now);
+            itx.deliveries.push(Delivery { shard, connection: conn, instance });
         }
     }
 
@@ -949,7 +1131,7 @@ impl Inner {
         let Ok(payload) = serde_json::from_str::<Value>(text) else {
             return self.close(conn, 4002, "Error while decoding payload.");
         };
-        let authed = self.conns.get(&conn).is_some_and(|c| c.authed);
+        let authed = self.conns.get(&conn).is_some_and(|c| c.session.is_some());
         match payload["op"].as_u64() {
             Some(1) => {
                 self.heartbeats += 1;
@@ -970,7 +1152,7 @@ impl Inner {
     }
 
     fn identify(&mut self, conn: u64, d: &Value) {
-        if self.conns.get(&conn).is_some_and(|c| c.authed) {
+        if self.conns.get(&conn).is_some_and(|c| c.session.is_some()) {
             return self.close(conn, 4005, "Already authenticated.");
         }
         if !Self::token_ok(&d["token"]) {
@@ -988,45 +1170,47 @@ impl Inner {
             return self.close(conn, 4013, "Invalid intent(s).");
         }
         let shard = match &d["shard"] {
-            Value::Null => None,
-            shard => {
-                let pair =
-                    shard.as_array().map(|s| (s.first().and_then(Value::as_u64), s.get(1).and_then(Value::as_u64)));
-                match pair {
-                    Some((Some(id), Some(total)))
-                        if total >= 1 && id < total && shard.as_array().is_some_and(|s| s.len() == 2) =>
-                    {
-                        Some(shard.clone())
-                    }
-                    _ => return self.close(conn, 4010, "Invalid shard."),
-                }
-            }
+            Value::Null => Shard::new(0, 1),
+            shard => match shard.as_array().map(|s| s.iter().map(Value::as_u64).collect::<Vec<_>>()).as_deref() {
+                Some([Some(id), Some(total)]) if *total >= 1 && id < total => Shard::new(*id, *total),
+                _ => return self.close(conn, 4010, "Invalid shard."),
+            },
         };
+        if shard.total < self.required_shards {
+            return self.close(conn, 4011, "Sharding required.");
+        }
+        // A shard has one session: identifying it again ends the old one, whose undelivered
+        // events are lost. Other shards' sessions go on.
+        if let Some(index) = self.sessions.iter().position(|s| s.shard == shard) {
+            let old = self.sessions.remove(index);
+            if let Some(live) = old.live.filter(|live| *live != conn) {
+                self.close(live, 4000, "Unknown error.");
+            }
+        }
         self.sessions_started += 1;
-        self.session = Some(Session {
-            id: format!("fake-session-{}-{:x}", self.sessions_started, now_ms()),
+        let number = self.sessions_started;
+        let id = format!("fake-session-{number}-{:x}", now_ms());
+        self.sessions.push(Session {
+            number,
+            id: id.clone(),
+            shard,
+            intents,
             seq: 0,
             log: Vec::new(),
             valid: true,
+            live: Some(conn),
         });
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.authed = true;
-        }
-        if let Some(old) = self.live.replace(conn)
-            && old != conn
-        {
-            self.close(old, 4000, "Unknown error.");
-            self.live = Some(conn);
-        }
-        self.identifies += 1;
-        self.shard = shard.clone();
-        let session_id = self.session.as_ref().map(|s| s.id.clone()).unwrap_or_default();
+        let instance = self.conns.get_mut(&conn).and_then(|c| {
+            c.session = Some(number);
+            c.instance.clone()
+        });
+        self.identified.push(Identify { shard, instance: instance.clone(), session: id.clone() });
         let mut ready = json!({
             "v": 10,
             "user": me_json(),
             "guilds": [],
-            "session_id": session_id,
-            "resume_gateway_url": self.gateway_url,
+            "session_id": id,
+            "resume_gateway_url": self.gateway_url_for(instance.as_deref()),
             "application": {"id": APP_ID.to_string(), "flags": APP_FLAGS},
             "private_channels": [],
             "relationships": [],
@@ -1037,14 +1221,14 @@ impl Inner {
             "auth_session_id_hash": "fake",
             "_trace": ["fake-discord"],
         });
-        if let Some(shard) = shard {
-            ready["shard"] = shard;
+        if !d["shard"].is_null() {
+            ready["shard"] = json!([shard.id, shard.total]);
         }
-        self.dispatch("READY", ready, None);
+        self.dispatch_to(number, "READY", ready, None);
     }
 
     fn resume(&mut self, conn: u64, d: &Value) {
-        if self.conns.get(&conn).is_some_and(|c| c.authed) {
+        if self.conns.get(&conn).is_some_and(|c| c.session.is_some()) {
             return self.close(conn, 4005, "Already authenticated.");
         }
         if !Self::token_ok(&d["token"]) {
@@ -1052,66 +1236,73 @@ impl Inner {
         }
         let asked = d["session_id"].as_str().unwrap_or_default();
         let seq = d["seq"].as_u64().unwrap_or(0);
-        let resumable = self.session.as_ref().is_some_and(|s| s.valid && s.id == asked);
-        if !resumable {
+        let Some(session) = self.sessions.iter_mut().find(|s| s.valid && s.id == asked) else {
             self.send(conn, json!({"op": 9, "d": false, "s": null, "t": null}).to_string());
             return;
-        }
-        if seq > self.session.as_ref().map_or(0, |s| s.seq) {
+        };
+        if seq > session.seq {
+            // "Reconnect and start a new session."
+            session.valid = false;
             return self.close(conn, 4007, "Invalid seq.");
         }
-        if let Some(old) = self.live.take()
-            && old != conn
-        {
+        let (number, old) = (session.number, session.live);
+        let missed: Vec<(String, Option<u64>)> =
+            session.log.iter().filter(|(s, _, _)| *s > seq).map(|(_, p, i)| (p.clone(), *i)).collect();
+        if let Some(old) = old.filter(|old| *old != conn) {
             // Discord drops the connection a session was resumed away from.
             self.close(old, 4000, "Unknown error.");
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.authed = true;
+            c.session = Some(number);
         }
-        self.live = Some(conn);
+        if let Some(session) = self.session_mut(number) {
+            session.live = Some(conn);
+        }
         self.resumes += 1;
-        let missed: Vec<(String, Option<u64>)> = self
-            .session
-            .as_ref()
-            .map(|s| s.log.iter().filter(|(s, _, _)| *s > seq).map(|(_, p, i)| (p.clone(), *i)).collect())
-            .unwrap_or_default();
         for (payload, interaction) in missed {
-            self.send(conn, payload);
-            if let Some(itx) = interaction.and_then(|id| self.interactions.get_mut(&id)) {
-                itx.sent_at.get_or_insert_with(Instant::now);
-            }
+            self.deliver(conn, payload, interaction);
         }
-        self.dispatch("RESUMED", json!({"_trace": ["fake-discord"]}), None);
+        self.dispatch_to(number, "RESUMED", json!({"_trace": ["fake-discord"]}), None);
     }
 
-    /// MESSAGE_CREATE for a new message, if the bot's intents let it see it.
+    /// The gateway URL given to `instance` (see [`FakeDiscord::api_url_for`]).
+    fn gateway_url_for(&self, instance: Option<&str>) -> String {
+        match instance {
+            Some(instance) => format!("{}/{INSTANCE_PREFIX}/{instance}", self.gateway_url),
+            None => self.gateway_url.clone(),
+        }
+    }
+
+    /// MESSAGE_CREATE for a new message, to each session whose intents let it see it.
     fn echo_message(&mut self, msg: &Msg) {
         if msg.flags & EPHEMERAL != 0 {
             return;
         }
-        let intents = self.intents.unwrap_or(0);
         let (needed, name) =
             if msg.guild.is_some() { (GUILD_MESSAGES, "GUILD_MESSAGES") } else { (DIRECT_MESSAGES, "DIRECT_MESSAGES") };
-        if intents & needed == 0 {
-            if msg.author.is_some() {
-                // Shown with a failing test's output: the likeliest cause of a test waiting in vain.
-                eprintln!(
-                    "fake_discord: MESSAGE_CREATE {} not dispatched: the bot's intents ({intents:#x}) lack {name}",
-                    msg.id
-                );
+        let targets: Vec<(u64, u64)> =
+            self.sessions.iter().filter(|s| s.shard.receives(msg.guild)).map(|s| (s.number, s.intents)).collect();
+        for &(number, intents) in &targets {
+            if intents & needed == 0 {
+                if msg.author.is_some() {
+                    // Shown with a failing test's output: the likeliest cause of a test waiting in vain.
+                    eprintln!(
+                        "fake_discord: MESSAGE_CREATE {} not dispatched: the bot's intents ({intents:#x}) lack {name}",
+                        msg.id
+                    );
+                }
+                continue;
             }
-            return;
+            let mut value = self.message_json(msg, true);
+            let hidden = msg.guild.is_some()
+                && msg.author.is_some()
+                && intents & MESSAGE_CONTENT == 0
+                && !msg.mentions.contains(&BOT_ID);
+            if hidden {
+                value["content"] = json!("");
+            }
+            self.dispatch_to(number, "MESSAGE_CREATE", value, None);
         }
-        let mut value = self.message_json(msg, true);
-        let hidden = msg.guild.is_some()
-            && msg.author.is_some()
-            && intents & MESSAGE_CONTENT == 0
-            && !msg.mentions.contains(&BOT_ID);
-        if hidden {
-            value["content"] = json!("");
-        }
-        self.dispatch("MESSAGE_CREATE", value, None);
     }
 
     /// The command id (and guild of a guild command) for `/name` at `place`.
@@ -1232,10 +1423,11 @@ impl Inner {
             deferred_pending: false,
             opener,
             responses: Vec::new(),
+            deliveries: Vec::new(),
         };
         self.interactions.insert(id, itx);
         self.tokens.insert(token, id);
-        self.dispatch("INTERACTION_CREATE", value, Some(id));
+        self.dispatch("INTERACTION_CREATE", &value, Some(id), place.guild);
         id
     }
 
@@ -1381,14 +1573,15 @@ impl Inner {
         segs: &[&str],
         query: &HashMap<String, String>,
         body: &Value,
+        instance: Option<&str>,
     ) -> Result<Reply, ApiErr> {
         let get = method == Method::GET;
         let m = method.as_str();
         match segs {
-            ["gateway"] if get => Ok(Reply::Json(json!({"url": self.gateway_url}))),
+            ["gateway"] if get => Ok(Reply::Json(json!({"url": self.gateway_url_for(instance)}))),
             ["gateway", "bot"] if get => Ok(Reply::Json(json!({
-                "url": self.gateway_url,
-                "shards": 1,
+                "url": self.gateway_url_for(instance),
+                "shards": self.recommended_shards,
                 "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
             }))),
             ["users", "@me"] if get => Ok(Reply::Json(me_json())),
@@ -2775,6 +2968,21 @@ fn close_reason(code: u16) -> &'static str {
     }
 }
 
+/// Whether `label` may name an instance in a URL path.
+fn valid_instance(label: &str) -> bool {
+    !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// `/instance/<label>/rest` as (Some(label), "/rest"); any other path as (None, path).
+fn split_instance(path: &str) -> (Option<&str>, &str) {
+    let labelled =
+        path.strip_prefix('/').and_then(|p| p.strip_prefix(INSTANCE_PREFIX)).and_then(|p| p.strip_prefix('/'));
+    match labelled.map(|p| p.split_at(p.find('/').unwrap_or(p.len()))) {
+        Some((label, rest)) if valid_instance(label) => (Some(label), rest),
+        _ => (None, path),
+    }
+}
+
 /// Query pairs; serenity writes `?&key=value`, so empty pairs are skipped.
 fn parse_query(query: &str) -> HashMap<String, String> {
     query
@@ -2826,7 +3034,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
-    let full = uri.path().to_string();
+    let (instance, full) = split_instance(uri.path());
+    let (instance, full) = (instance.map(str::to_string), full.to_string());
     let query = parse_query(uri.query().unwrap_or_default());
     let path = full.strip_prefix("/api/v10").filter(|p| p.starts_with('/')).map(str::to_string);
     let parsed = parse_body(&headers, &body);
@@ -2853,7 +3062,7 @@ async fn handle(
                         Err(error) => Err(error),
                         Ok(body) => {
                             let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-                            inner.route(&method, &segs, &query, &body)
+                            inner.route(&method, &segs, &query, &body, instance.as_deref())
                         }
                     }
                 }
@@ -2871,6 +3080,7 @@ async fn handle(
         body: body_value,
         status,
         at,
+        instance,
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = match reply_body {
@@ -2928,16 +3138,18 @@ async fn accept_gateway(shared: Arc<Shared>, listener: tokio::net::TcpListener) 
 /// One websocket connection: HELLO, then payloads until either side closes.
 async fn serve_gateway(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
     let mut query = String::new();
+    let mut instance = None;
     // The signature is tungstenite's; its large error type is not ours to shrink.
     #[allow(clippy::result_large_err)]
     let callback = |request: &WsRequest, response: WsResponse| -> Result<WsResponse, ErrorResponse> {
         query = request.uri().query().unwrap_or_default().to_string();
+        instance = split_instance(request.uri().path()).0.map(str::to_string);
         Ok(response)
     };
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
-    let conn = shared.lock().open_conn(tx, query);
+    let conn = shared.lock().open_conn(tx, query, instance);
     let writer = tokio::spawn(async move {
         while let Some(out) = rx.recv().await {
             match out {

@@ -1,10 +1,12 @@
 //! The fake Discord checked with serenity's own client: what it sends over the gateway and
 //! answers over REST must deserialize into serenity's types, serenity must be able to resume
-//! on it, and its refusals must surface as the errors serenity gives for Discord's.
+//! on it, shards must get their own sessions and events, and its refusals must surface as the
+//! errors serenity gives for Discord's.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use serenity::all::{
     ActionRowComponent, ButtonStyle, ChannelId, ChannelType, Command, CommandOptionType, ComponentInteractionDataKind,
@@ -16,8 +18,9 @@ use serenity::all::{
 use serenity::http::{Http, HttpBuilder, HttpError};
 use serenity::{Client, async_trait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::fake_discord::{APP_ID, BOT_ID, BOT_USERNAME, FakeDiscord, Place};
+use crate::fake_discord::{APP_ID, BOT_ID, BOT_USERNAME, FakeDiscord, Place, Shard, shard_of};
 
 const ANNA: u64 = 42;
 const DM: Place = Place { guild: None, channel: 100 };
@@ -158,7 +161,11 @@ fn refusal<T: std::fmt::Debug>(result: serenity::Result<T>) -> (u16, isize, Stri
 /// Every dispatch of the session deserializes as serenity's gateway event: serenity drops
 /// what it cannot parse without telling the handler, so a bad shape would otherwise go unseen.
 fn assert_dispatches_parse(fake: &FakeDiscord) {
-    let dispatches = fake.dispatches();
+    assert_parse(&fake.dispatches());
+}
+
+/// [`assert_dispatches_parse`] for the dispatches of one session.
+fn assert_parse(dispatches: &[Value]) {
     assert!(!dispatches.is_empty());
     for (index, payload) in dispatches.iter().enumerate() {
         assert_eq!(payload["s"], json!(index + 1), "sequence numbers run 1, 2, 3…");
@@ -645,4 +652,130 @@ async fn an_answer_after_three_seconds_is_an_unknown_interaction() {
     let followup = command.create_followup(&bot.http, CreateInteractionResponseFollowup::new().content("x")).await;
     assert_eq!(refusal(followup).1, 10015);
     assert!(bot.fake.posts().is_empty());
+}
+
+/// A serenity client running shard `id` of `total`, its calls and gateway connection labelled
+/// `instance`; returns what it sees.
+async fn start_shard(fake: &FakeDiscord, instance: &str, id: u32, total: u32) -> Arc<Recorder> {
+    let events = Arc::new(Recorder::default());
+    let http = HttpBuilder::new(fake.token())
+        .proxy(fake.api_url_for(instance))
+        .ratelimiter_disabled(true)
+        .application_id(APP_ID.into())
+        .build();
+    let mut client = serenity::client::ClientBuilder::new_with_http(http, intents())
+        .event_handler(Handler(events.clone()))
+        .await
+        .expect("the client builds");
+    tokio::spawn(async move { client.start_shard(id, total).await });
+    events
+}
+
+/// The ids of the messages and interactions among `dispatches`.
+fn ids_in(dispatches: &[Value]) -> Vec<u64> {
+    dispatches.iter().filter_map(|d| d["d"]["id"].as_str()?.parse().ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_has_its_own_session_and_its_guilds_events() {
+    let fake = FakeDiscord::start().await;
+    let zero = start_shard(&fake, "zero", 0, 2).await;
+    let one = start_shard(&fake, "one", 1, 2).await;
+    let (shard0, shard1) = (Shard::new(0, 2), Shard::new(1, 2));
+    fake.wait_until("both shards live", |fake| fake.live_shards() == [shard0, shard1], WAIT).await;
+    let ready = |events: Arc<Recorder>| async move {
+        events.wait("READY", |s| if let Seen::Ready(r) = s { Some(r.clone()) } else { None }).await
+    };
+    let (ready0, ready1) = (ready(zero.clone()).await, ready(one.clone()).await);
+    assert_eq!(ready0.shard.map(|s| (s.id.0, s.total)), Some((0, 2)));
+    assert_eq!(ready1.shard.map(|s| (s.id.0, s.total)), Some((1, 2)));
+    assert_ne!(ready0.session_id, ready1.session_id);
+    let mut identified: Vec<_> = fake.identified().into_iter().map(|i| (i.shard, i.instance)).collect();
+    identified.sort();
+    assert_eq!(identified, [(shard0, Some("zero".to_string())), (shard1, Some("one".to_string()))]);
+    assert!(fake.calls().iter().all(|call| call.instance.is_some()), "{:?}", fake.calls());
+
+    // (guild_id >> 22) % 2 names the shard; DMs go to shard 0.
+    let (even, odd) = (Place::guild(8 << 22, 80), Place::guild((7 << 22) | 5, 70));
+    assert_eq!((shard_of(8 << 22, 2), shard_of((7 << 22) | 5, 2)), (0, 1));
+    let on_zero = fake.message(even, ANNA, "to shard 0");
+    let in_dm = fake.message(DM, ANNA, "a DM");
+    let on_one = fake.slash(odd, ANNA, "fix", json!([]));
+    assert_eq!(zero.message(on_zero).await.content, "to shard 0");
+    assert_eq!(zero.message(in_dm).await.content, "a DM");
+    let Interaction::Command(command) = one.interaction(on_one).await else { panic!("not a command") };
+    assert_eq!(command.guild_id.map(|g| g.get()), Some((7 << 22) | 5));
+    assert_eq!(ids_in(&fake.dispatches_of(shard0)), [on_zero, in_dm]);
+    assert_eq!(ids_in(&fake.dispatches_of(shard1)), [on_one]);
+    let delivery = &fake.deliveries(on_one)[..];
+    assert!(matches!(delivery, [d] if d.shard == shard1 && d.instance.as_deref() == Some("one")), "{delivery:?}");
+
+    // Shard 1 drops: shard 0 carries on, and shard 1 resumes its own session with what it missed.
+    fake.close_shard(shard1, 4000);
+    let missed = fake.message(odd, ANNA, "while shard 1 was away");
+    let meanwhile = fake.message(even, ANNA, "shard 0 carries on");
+    assert_eq!(zero.message(meanwhile).await.content, "shard 0 carries on");
+    one.wait("RESUMED", |s| matches!(s, Seen::Resumed).then_some(())).await;
+    assert_eq!(one.message(missed).await.content, "while shard 1 was away");
+    assert_eq!((fake.identifies(), fake.resumes()), (2, 1));
+    assert!(!zero.all().iter().any(|s| matches!(s, Seen::Resumed)));
+    // Each session numbers its own dispatches from 1.
+    assert_parse(&fake.dispatches_of(shard0));
+    assert_parse(&fake.dispatches_of(shard1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serenity_runs_the_end_of_a_shard_range_too() {
+    // fixbot-discord's ShardRange::serenity_range relies on this: serenity 0.12 boots
+    // `end - start + 1` shards, so `1..2` runs shards 1 and 2 (five seconds apart).
+    let fake = FakeDiscord::start().await;
+    let mut client = client_for(&fake, intents(), Handler(Arc::default())).await;
+    tokio::spawn(async move { client.start_shard_range(1..2, 4).await });
+    let expected = [Shard::new(1, 4), Shard::new(2, 4)];
+    fake.wait_until("shards 1 and 2 of 4 live", |fake| fake.live_shards() == expected, WAIT * 3).await;
+    let identified: Vec<Shard> = fake.identified().iter().map(|i| i.shard).collect();
+    assert_eq!(identified, expected);
+}
+
+/// What the gateway answers a bare websocket's IDENTIFY with `shard`: READY's data, or the
+/// close code.
+async fn identify_raw(fake: &FakeDiscord, shard: Value) -> Result<Value, u16> {
+    let url = format!("{}/?v=10&encoding=json", fake.gateway_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("the gateway accepts");
+    let hello = ws.next().await.expect("HELLO").expect("a frame");
+    assert!(matches!(&hello, WsMessage::Text(text) if text.contains("\"op\":10")), "{hello:?}");
+    let properties = json!({"os": "linux", "browser": "test", "device": "test"});
+    let token = format!("Bot {}", fake.token());
+    let identify = json!({"op": 2, "d": {"token": token, "intents": 0, "properties": properties, "shard": shard}});
+    ws.send(WsMessage::Text(identify.to_string())).await.expect("IDENTIFY is sent");
+    match ws.next().await {
+        Some(Ok(WsMessage::Text(text))) => {
+            let ready: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(ready["t"], "READY", "{ready}");
+            Ok(ready["d"].clone())
+        }
+        Some(Ok(WsMessage::Close(Some(frame)))) => Err(frame.code.into()),
+        other => panic!("neither READY nor a close: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn shard_counts_are_recommended_and_checked_at_identify() {
+    let fake = FakeDiscord::start().await;
+    let http = http_for(&fake, fake.token());
+    assert_eq!(http.get_bot_gateway().await.unwrap().shards, 1);
+    fake.recommend_shards(3);
+    assert_eq!(http.get_bot_gateway().await.unwrap().shards, 3);
+    // A bare websocket, because serenity 0.12 spins on a socket closed with 4010 or 4011
+    // until its next heartbeat is due, then identifies the same way again.
+    for shard in [json!([4, 4]), json!([0, 0]), json!([0]), json!([0, 1, 2]), json!("0/1")] {
+        assert_eq!(identify_raw(&fake, shard.clone()).await.err(), Some(4010), "{shard}");
+    }
+    fake.require_shards(2);
+    assert_eq!(identify_raw(&fake, Value::Null).await.err(), Some(4011));
+    assert_eq!(identify_raw(&fake, json!([0, 1])).await.err(), Some(4011));
+    let ready = identify_raw(&fake, json!([1, 2])).await.unwrap();
+    assert_eq!(ready["shard"], json!([1, 2]));
+    let identified: Vec<Shard> = fake.identified().iter().map(|i| i.shard).collect();
+    assert_eq!(identified, [Shard::new(1, 2)]);
 }

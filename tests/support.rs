@@ -89,28 +89,58 @@ const PLATFORM_VARIABLES: &[&str] = &[
     "TELEGRAM_API_URL",
     "TELEGRAM_WEBHOOK_URL",
     "TELEGRAM_WEBHOOK_SECRET",
-    "TELEGRAM_MESSAGES_PER_SECOND",
     "DISCORD_BOT_TOKEN",
     "DISCORD_API_URL",
     "DISCORD_GUILD_IDS",
     "DISCORD_HELP_CHANNELS",
     "DISCORD_THREADS",
+    "DISCORD_SHARDS",
 ];
 
-/// Starts `fixbot serve` on `store` with only the platform variables given:
-/// whatever the surrounding environment holds, only the fakes are reached.
-pub fn spawn_serve(store: &str, platform: &[(&str, &str)]) -> std::process::Child {
-    serve_command(&["--store", store], platform).spawn().expect("the fixbot binary runs")
-}
-
-/// `fixbot serve ARGS` with only the platform variables given, output
-/// discarded; callers may redirect it before spawning.
-pub fn serve_command(args: &[&str], platform: &[(&str, &str)]) -> Command {
+/// Starts `fixbot serve --store STORE ARGS…` with only the platform variables
+/// given: whatever the surrounding environment holds, only the fakes are reached.
+pub fn spawn_serve(store: &str, args: &[&str], platform: &[(&str, &str)]) -> Server {
+    let log = tempfile::NamedTempFile::new().expect("a temporary file for the server's log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_fixbot"));
-    command.arg("serve").args(args).current_dir(root()).stdout(Stdio::null()).stderr(Stdio::null());
+    command.args(["serve", "--store", store]).args(args).current_dir(root()).stdout(Stdio::null());
+    command.stderr(log.reopen().expect("the log file opens again"));
     for name in PLATFORM_VARIABLES {
         command.env_remove(name);
     }
-    command.envs(platform.iter().copied());
-    command
+    // The log is read as text when a test fails, so without colour codes.
+    command.env("NO_COLOR", "1").envs(platform.iter().copied());
+    Server { child: command.spawn().expect("the fixbot binary runs"), log }
+}
+
+/// A running `fixbot serve`. Dropping it kills it, so a failing test leaves no
+/// server behind that keeps reconnecting to a fake that is gone; when the test
+/// is panicking, the server's log is printed with the failure.
+pub struct Server {
+    child: std::process::Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl std::ops::Deref for Server {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.child
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            eprintln!("--- log of fixbot serve (pid {}) ---\n{log}--- end of log ---", self.child.id());
+        }
+    }
 }

@@ -282,6 +282,7 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     let spawn = || {
         crate::support::spawn_serve(
             &store,
+            &[],
             &[("TELEGRAM_BOT_TOKEN", fake.token()), ("TELEGRAM_API_URL", &fake.api_url())],
         )
     };

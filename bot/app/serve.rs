@@ -2,6 +2,8 @@
 //! Discord), on one session and store, until SIGINT or SIGTERM; then
 //! finishes the updates in flight and exits 0.
 
+mod shards;
+
 use std::future::Future;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use fixbot_core::engine::EngineConfig;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store as _;
 use fixbot_core::text::parse_duration;
-use fixbot_discord::DiscordConfig;
+use fixbot_discord::{DiscordConfig, ShardRange};
 use fixbot_store::AnyStore;
 use fixbot_telegram::TelegramConfig;
 
@@ -39,6 +41,10 @@ pub struct ServeArgs {
     /// The HTTP listener, for the Telegram webhook (when TELEGRAM_WEBHOOK_URL is set).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     listen: String,
+    /// The Discord shards this instance runs, like 0-1/4 or 2/4, when several split the bot
+    /// (also DISCORD_SHARDS); every instance names the same total.
+    #[arg(long, value_name = "FIRST-LAST/TOTAL", value_parser = shards::parse_shards)]
+    shards: Option<ShardRange>,
 }
 
 /// How the Telegram front-end takes updates.
@@ -52,7 +58,7 @@ enum Updates {
 /// Runs the server.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let telegram = telegram_config()?;
-    let discord = discord_config()?;
+    let discord = discord_config(args.shards)?;
     if telegram.is_none() && discord.is_none() {
         bail!("nothing to serve: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN (see deploy/fixbot.env.example)");
     }
@@ -140,10 +146,18 @@ async fn run_telegram(
     }
 }
 
-/// The Discord settings from the environment, if a token is set.
-fn discord_config() -> anyhow::Result<Option<DiscordConfig>> {
+/// The Discord settings from the environment, if a token is set; `--shards`
+/// wins over DISCORD_SHARDS.
+fn discord_config(shards: Option<ShardRange>) -> anyhow::Result<Option<DiscordConfig>> {
     let Some(token) = env("DISCORD_BOT_TOKEN") else {
         return Ok(None);
+    };
+    let shards = match (shards, env("DISCORD_SHARDS")) {
+        (Some(shards), _) => Some(shards),
+        (None, Some(value)) => {
+            Some(shards::parse_shards(&value).map_err(|error| anyhow::anyhow!("DISCORD_SHARDS `{value}`: {error}"))?)
+        }
+        (None, None) => None,
     };
     Ok(Some(DiscordConfig {
         token,
@@ -151,6 +165,7 @@ fn discord_config() -> anyhow::Result<Option<DiscordConfig>> {
         guild_ids: env_ids("DISCORD_GUILD_IDS")?,
         help_channels: env_ids("DISCORD_HELP_CHANNELS")?,
         threads: env("DISCORD_THREADS").is_some_and(|value| matches!(value.as_str(), "1" | "true" | "yes")),
+        shards,
     }))
 }
 

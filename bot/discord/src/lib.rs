@@ -2,8 +2,10 @@
 //! core inputs and transitions into REST calls, and holds no troubleshooting
 //! logic. Slash commands and a modal need no privileged intent; DMs work as
 //! chats; configured help channels (message-content intent) answer pastes.
+//! Several processes split the gateway traffic by shard ranges.
 
 mod render;
+mod shards;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +23,7 @@ use serenity::all::{
     CommandDataOptionValue, CommandInteraction, CommandOptionType, ComponentInteraction, Context, CreateActionRow,
     CreateAllowedMentions, CreateButton, CreateCommand, CreateCommandOption, CreateInputText,
     CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
-    CreateModal, CreateThread, EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId,
+    CreateModal, CreateThread, EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http,
     HttpBuilder, InputTextStyle, Interaction, Message, MessageId, ModalInteraction, Ready, UserId,
 };
 use serenity::builder::Builder as _;
@@ -29,6 +31,7 @@ use serenity::http::HttpError;
 use tokio::sync::Mutex;
 
 pub use render::{MAX_CONTENT_CHARS, escape, split, to_markdown};
+pub use shards::{ShardRange, ShardRangeError};
 
 /// The id of the paste form `/fix` opens without text, and of its one field.
 const PASTE_FORM: &str = "fix";
@@ -55,6 +58,9 @@ pub struct DiscordConfig {
     pub help_channels: Vec<u64>,
     /// In help channels, open a thread for each case and continue there.
     pub threads: bool,
+    /// The shards this process runs when several processes split the gateway
+    /// traffic; `None` runs the single shard 0 of 1, which gets everything.
+    pub shards: Option<ShardRange>,
 }
 
 /// Why the front-end stopped.
@@ -94,12 +100,40 @@ pub async fn run<S: Store + 'static>(
         help_threads: Mutex::new(HashMap::new()),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents).event_handler(handler).await?;
-    let shards = client.shard_manager.clone();
+    if let Some(range) = config.shards {
+        warn_if_too_few_shards(&client.http, range).await;
+    }
+    let manager = client.shard_manager.clone();
+    let connect = async {
+        match config.shards {
+            None => client.start().await,
+            Some(range) => {
+                tracing::info!(%range, "running discord shards");
+                client.start_shard_range(range.serenity_range(), range.total()).await
+            }
+        }
+    };
     tokio::select! {
-        result = client.start() => result?,
-        () = shutdown => shards.shutdown_all().await,
+        result = connect => result?,
+        () = shutdown => manager.shutdown_all().await,
     }
     Ok(())
+}
+
+/// Logs a warning when Discord recommends more shards than `range`'s total.
+/// A shard holding too many guilds is closed with 4011 ("sharding required"),
+/// and serenity 0.12 then spins on the closed socket until its next heartbeat
+/// before trying again, so this is worth saying at start.
+async fn warn_if_too_few_shards(http: &Http, range: ShardRange) {
+    match http.get_bot_gateway().await {
+        Ok(gateway) if gateway.shards > range.total() => tracing::warn!(
+            recommended = gateway.shards,
+            total = range.total(),
+            "Discord recommends more shards than the configured total; raise the total on every instance"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "asking Discord for its recommended shard count failed"),
+    }
 }
 
 /// The event handler: the session, the codec and what it remembers.
@@ -141,7 +175,13 @@ enum Reach<'a> {
 #[serenity::async_trait]
 impl<S: Store + 'static> EventHandler for Handler<S> {
     async fn ready(&self, ctx: Context, ready: Ready) {
-        tracing::info!(bot = %ready.user.name, "discord front-end connected");
+        tracing::info!(bot = %ready.user.name, shard = ctx.shard_id.0, "discord front-end connected");
+        // Commands belong to the application, not to a shard: only shard 0
+        // (one process among those splitting the shards) registers them, so
+        // they are not overwritten once per shard.
+        if ctx.shard_id.0 != 0 {
+            return;
+        }
         let commands = self.commands();
         let result = if self.guild_ids.is_empty() {
             Command::set_global_commands(&ctx.http, commands).await.map(drop)
