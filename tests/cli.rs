@@ -243,7 +243,9 @@ fn migrate_creates_the_tables() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("unknown store URL"), "{}", stderr(&output));
     if let Some(url) = crate::store_contract::postgres_url() {
-        let output = fixbot(&["migrate", "--store", &url], b"");
+        // A schema of its own: the database is shared with other tests and checkouts.
+        let schema = crate::store_contract::TestSchema::new(&url);
+        let output = fixbot(&["migrate", "--store", &schema.create()], b"");
         assert!(output.status.success(), "{}", stderr(&output));
     }
 }

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use fixbot_core::case::{Case, ConversationKey};
@@ -21,7 +20,7 @@ use fixbot_store::PostgresStore;
 
 use crate::fake_telegram::{Chat, FakeTelegram, User};
 use crate::store_contract::{TestSchema, postgres_url};
-use crate::support::{serve_command, shipped_flows};
+use crate::support::{Server, shipped_flows, spawn_serve};
 
 const USERS: i64 = 500;
 const MESSAGES_PER_USER: usize = 10;
@@ -197,13 +196,6 @@ fn free_address() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-/// The test's database URL with the schema as the search path, so the
-/// processes' tables land in it.
-fn url_in_schema(url: &str, schema: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-c%20search_path%3D{schema}")
-}
-
 /// A case as compared: what it says, not when it was written or its id.
 fn comparable(case: Option<Case>) -> Option<Case> {
     case.map(|case| Case { id: 0, opened_at: 0, updated_at: 0, ..case })
@@ -228,10 +220,9 @@ async fn outcomes_by_subject(store: &impl fixbot_core::store::Store) -> BTreeMap
 async fn two_instances_share_500_users_and_survive_one_killed() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
+    let store_url = schema.create();
     let database = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
-    let store_url = url_in_schema(&url, &schema.name);
     let fake = FakeTelegram::start().await;
-    let logs = tempfile::tempdir().unwrap();
 
     let (scripts, reference) = plan(1..=USERS).await;
     let updates: usize = scripts
@@ -250,17 +241,10 @@ async fn two_instances_share_500_users_and_survive_one_killed() {
         ("TELEGRAM_MESSAGES_PER_SECOND", "500".to_owned()),
     ];
     let platform: Vec<(&str, &str)> = platform.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    let mut servers: Vec<Child> = addresses
+    let platform: Vec<(&str, &str)> = platform.into_iter().chain([("RUST_LOG", "warn")]).collect();
+    let mut servers: Vec<Server> = addresses
         .iter()
-        .enumerate()
-        .map(|(index, address)| {
-            let log = std::fs::File::create(logs.path().join(format!("serve-{index}.log"))).unwrap();
-            serve_command(&["--store", &store_url, "--listen", &address.to_string()], &platform)
-                .env("RUST_LOG", "warn")
-                .stderr(Stdio::from(log))
-                .spawn()
-                .expect("the fixbot binary runs")
-        })
+        .map(|address| spawn_serve(&store_url, &["--listen", &address.to_string()], &platform))
         .collect();
     fake.wait_for(|calls| calls.iter().filter(|call| call.method == "setwebhook").count() >= 2, ANSWER_WAIT).await;
 
@@ -338,13 +322,6 @@ async fn two_instances_share_500_users_and_survive_one_killed() {
     {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), "\n{figures}\n");
-    }
-    if !problems.is_empty() || lost > 0 || mismatched_outcomes > 0 {
-        for index in 0..2 {
-            let log = std::fs::read_to_string(logs.path().join(format!("serve-{index}.log"))).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            eprintln!("serve {index} log, last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
     }
     assert!(problems.is_empty(), "{figures}\n{}", problems.iter().take(10).cloned().collect::<Vec<_>>().join("\n"));
     assert_eq!(lost, 0, "{figures}");

@@ -222,6 +222,27 @@ impl TestSchema {
     }
 }
 
+impl TestSchema {
+    /// Creates the schema and returns a URL whose connections use it, for a
+    /// `fixbot` process: its tables then land in the schema, not in the
+    /// shared database's `public`.
+    pub fn create(&self) -> String {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                use sqlx::Executor as _;
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {name}"))).await.unwrap();
+            });
+        })
+        .join()
+        .unwrap();
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.name)
+    }
+}
+
 impl Drop for TestSchema {
     fn drop(&mut self) {
         let (url, name) = (self.url.clone(), self.name.clone());
