@@ -50,6 +50,9 @@ impl Store for Racing {
     async fn confirm_delivery(&self, id: &str) -> Result<(), StoreError> {
         self.inner.confirm_delivery(id).await
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
 }
 
 #[tokio::test]

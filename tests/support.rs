@@ -83,29 +83,24 @@ pub async fn assert_skips_applied_in_turn(store: &impl fixbot_core::store::Store
     assert_eq!(skipped.len(), ios.len().min(sent), "no skip was lost");
 }
 
-/// Every variable through which `fixbot serve` reaches a platform.
-const PLATFORM_VARIABLES: &[&str] = &[
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_API_URL",
-    "TELEGRAM_WEBHOOK_URL",
-    "TELEGRAM_WEBHOOK_SECRET",
-    "DISCORD_BOT_TOKEN",
-    "DISCORD_API_URL",
-    "DISCORD_GUILD_IDS",
-    "DISCORD_HELP_CHANNELS",
-    "DISCORD_THREADS",
-    "DISCORD_SHARDS",
-];
+/// The prefixes of every variable `fixbot serve` reads.
+const SERVE_VARIABLES: &[&str] = &["TELEGRAM_", "DISCORD_", "FIXBOT_"];
 
-/// Starts `fixbot serve --store STORE ARGS…` with only the platform variables
+/// Starts `fixbot serve --store STORE ARGS…` with only the fixbot variables
 /// given: whatever the surrounding environment holds, only the fakes are reached.
 pub fn spawn_serve(store: &str, args: &[&str], platform: &[(&str, &str)]) -> Server {
     let log = tempfile::NamedTempFile::new().expect("a temporary file for the server's log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_fixbot"));
     command.args(["serve", "--store", store]).args(args).current_dir(root()).stdout(Stdio::null());
+    // Servers of tests running at once must not fight over the default port.
+    if !args.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
     command.stderr(log.reopen().expect("the log file opens again"));
-    for name in PLATFORM_VARIABLES {
-        command.env_remove(name);
+    for (name, _) in std::env::vars() {
+        if SERVE_VARIABLES.iter().any(|prefix| name.starts_with(prefix)) {
+            command.env_remove(name);
+        }
     }
     // The log is read as text when a test fails, so without colour codes.
     command.env("NO_COLOR", "1").envs(platform.iter().copied());

@@ -2,9 +2,13 @@
 //! in its own module; this file only dispatches.
 
 mod check;
+mod config;
 mod console;
 mod diagnose;
 mod flows;
+mod http;
+mod logging;
+mod reload;
 mod serve;
 
 use std::path::PathBuf;
@@ -26,19 +30,20 @@ enum Command {
     Chat(console::ChatArgs),
     /// Print what the bot makes of a message, without starting a case.
     Diagnose(diagnose::DiagnoseArgs),
-    /// Run the front-ends whose tokens are set (TELEGRAM_BOT_TOKEN).
-    Serve(serve::ServeArgs),
+    /// Run the front-ends whose tokens are set (TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN),
+    /// with health, readiness and metrics on one HTTP listener.
+    Serve(config::Flags),
     /// Create or update the store's tables, then exit (serve and chat also do it at start).
     Migrate {
-        /// The store: `sqlite:PATH` or `postgres://…`.
-        #[arg(long, value_name = "URL", default_value = "sqlite:fixbot.db")]
-        store: String,
+        /// The store: `sqlite:PATH` or `postgres://…` [default: FIXBOT_STORE, else sqlite:fixbot.db].
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Delete everything stored about one person (as their /forget would).
     Forget {
-        /// The store: `sqlite:PATH` or `postgres://…`.
-        #[arg(long, value_name = "URL", default_value = "sqlite:fixbot.db")]
-        store: String,
+        /// The store: `sqlite:PATH` or `postgres://…` [default: FIXBOT_STORE, else sqlite:fixbot.db].
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// The platform: telegram, discord, console or web.
         #[arg(long)]
         platform: String,
@@ -56,15 +61,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The console keeps quiet unless asked; a server reports what it does.
-    init_logging(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
+    let env = |name: &str| std::env::var(name).ok();
+    // A server sets up its logging once its settings (and secrets) are
+    // known; the other commands keep quiet unless asked.
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging::init(config::LogFormat::Human, "warn", &[]);
+    }
     let result = match cli.command {
         Command::Check { flows } => return check::run(flows.as_deref()),
         Command::Diagnose(args) => diagnose::run(args),
         Command::Chat(args) => runtime().and_then(|runtime| runtime.block_on(console::run(args))),
-        Command::Serve(args) => runtime().and_then(|runtime| runtime.block_on(serve::run(args))),
-        Command::Forget { store, platform, user } => runtime().and_then(|runtime| {
-            runtime.block_on(async {
+        Command::Serve(flags) => config::Settings::resolve(flags, &env).and_then(|settings| {
+            logging::init(settings.log_format, "info", &settings.secrets);
+            runtime()?.block_on(serve::run(settings))
+        }),
+        Command::Forget { store, platform, user } => config::store_url(store, &env).and_then(|store| {
+            runtime()?.block_on(async {
                 use fixbot_core::store::Store as _;
                 let store = fixbot_store::AnyStore::open(&store).await?;
                 let subject = fixbot_core::case::ConversationKey::new(&platform, "", "", &user).subject();
@@ -73,8 +85,8 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }),
-        Command::Migrate { store } => runtime().and_then(|runtime| {
-            runtime.block_on(async {
+        Command::Migrate { store } => config::store_url(store, &env).and_then(|store| {
+            runtime()?.block_on(async {
                 fixbot_store::AnyStore::open(&store).await?;
                 println!("the store is up to date");
                 Ok(())
@@ -84,7 +96,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("fixbot: {error:#}");
+            eprintln!("fixbot: {}", logging::scrub(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -92,11 +104,4 @@ fn main() -> ExitCode {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
-}
-
-/// Logs go to stderr at `default` level; `RUST_LOG` overrides it.
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

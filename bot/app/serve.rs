@@ -1,86 +1,71 @@
-//! `fixbot serve`: runs every front-end whose token is set (Telegram,
-//! Discord), on one session and store, until SIGINT or SIGTERM; then
-//! finishes the updates in flight and exits 0.
-
-mod shards;
+//! `fixbot serve`: one process runs every front-end whose token is set
+//! (Telegram, Discord) on one session and store, with one HTTP listener for
+//! health, readiness, metrics and the Telegram webhook. SIGHUP and edits to
+//! the flow files reload the flows. SIGINT or SIGTERM stops taking updates,
+//! finishes the ones in flight within the shutdown timeout, closes the store
+//! and exits 0.
 
 use std::future::Future;
 use std::hash::{BuildHasher as _, Hasher as _};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use fixbot_core::button::ButtonCodec;
 use fixbot_core::engine::EngineConfig;
+use fixbot_core::health::Health;
+use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store as _;
-use fixbot_core::text::parse_duration;
-use fixbot_discord::{DiscordConfig, ShardRange};
 use fixbot_store::AnyStore;
 use fixbot_telegram::TelegramConfig;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
+use crate::config::{Settings, Updates};
 use crate::flows;
+use crate::http::Http;
+use crate::reload;
 
 /// How often idle cases and old outcome records are swept out of the store.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
-/// Default idle time after which a case is closed.
-const DEFAULT_IDLE: &str = "24h";
-/// Default age after which outcome records are deleted.
-const DEFAULT_RETENTION: &str = "90d";
+/// The longest wait between attempts to reach Telegram at start.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Arguments of `fixbot serve`.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Directory holding the flow files.
-    #[arg(long, value_name = "DIR")]
-    flows: Option<PathBuf>,
-    /// Where cases are kept: `sqlite:PATH` or `memory:`.
-    #[arg(long, value_name = "URL", default_value = "sqlite:fixbot.db")]
-    store: String,
-    /// The HTTP listener, for the Telegram webhook (when TELEGRAM_WEBHOOK_URL is set).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
-    listen: String,
-    /// The Discord shards this instance runs, like 0-1/4 or 2/4, when several split the bot
-    /// (also DISCORD_SHARDS); every instance names the same total.
-    #[arg(long, value_name = "FIRST-LAST/TOTAL", value_parser = shards::parse_shards)]
-    shards: Option<ShardRange>,
+/// Completes once a stop was asked for.
+fn stopped(stopping: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stopping = stopping.clone();
+    async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
 }
 
-/// How the Telegram front-end takes updates.
-enum Updates {
-    /// Long polling: simplest, one instance per bot.
-    Polling,
-    /// Telegram POSTs to `url` with `secret`: any number of instances.
-    Webhook { url: url::Url, secret: String },
-}
-
-/// Runs the server.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let telegram = telegram_config()?;
-    let discord = discord_config(args.shards)?;
-    if telegram.is_none() && discord.is_none() {
+/// Runs the server with `settings` until a signal stops it or a front-end
+/// fails for good.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    if settings.telegram.is_none() && settings.discord.is_none() {
         bail!("nothing to serve: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN (see deploy/fixbot.env.example)");
     }
-    let flows = flows::load_for_command(args.flows.as_deref())?;
-    let store = AnyStore::open(&args.store).await?;
+    let origin = flows::locate(settings.flows.as_deref());
+    let flows = flows::load_for_command(settings.flows.as_deref())?;
+    let store = AnyStore::open(&settings.store).await?;
     // One secret per store: every instance sharing it accepts the others'
     // buttons, and buttons keep working across restarts.
     let secret = store.meta_or_insert("button_secret", &random_hex()).await.context("reading the button secret")?;
     let codec = ButtonCodec::new(secret.as_bytes());
-    let idle_timeout = env_duration("FIXBOT_IDLE_TIMEOUT", DEFAULT_IDLE)?;
-    let retention = env_duration("FIXBOT_RETENTION", DEFAULT_RETENTION)?;
-    let config = EngineConfig { idle_timeout, ..EngineConfig::default() };
+    let config = EngineConfig { idle_timeout: settings.idle_timeout, ..EngineConfig::default() };
     let session = Arc::new(Session::new(store, flows, config));
+    let health = Health::new();
 
-    // One signal stops every front-end.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut stopping = stopping.clone();
-        async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        }
-    };
+    // The listener comes first, so probes answer while front-ends connect.
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let address = listener.local_addr().context("reading the listener's address")?;
+    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    let http = Http::new(health.clone(), session.clone());
+
+    let (stop, stopping) = watch::channel(false);
     let signals = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -88,133 +73,112 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = stop.send(true);
         })
     };
-    let sweeper = tokio::spawn(sweep(session.clone(), retention));
-    let mut frontends = tokio::task::JoinSet::new();
-    if let Some((config, updates)) = telegram {
-        let (session, codec, stopped) = (session.clone(), codec.clone(), stopped());
-        let listen = args.listen.clone();
-        frontends.spawn(async move { run_telegram(config, updates, session, codec, &listen, stopped).await });
+    let sweeper = tokio::spawn(sweep(session.clone(), settings.retention));
+    let reloader = tokio::spawn(reload::run(origin, session.clone(), health.clone(), settings.watch_flows));
+
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    {
+        let (router, stopped) = (http.router(), stopped(&stopping));
+        tasks.spawn(async move {
+            // Graceful: the listener stops accepting, requests in flight
+            // (webhook updates among them) finish.
+            axum::serve(listener, router).with_graceful_shutdown(stopped).await.context("serving HTTP")
+        });
     }
-    if let Some(config) = discord {
-        let (session, codec, stopped) = (session.clone(), codec.clone(), stopped());
-        frontends.spawn(async move {
+    if let Some((config, updates)) = settings.telegram {
+        let config = TelegramConfig { health: health.clone(), ..config };
+        let (session, codec, http, stopping) = (session.clone(), codec.clone(), http.clone(), stopping.clone());
+        tasks.spawn(async move { run_telegram(config, updates, session, codec, http, stopping).await });
+    }
+    if let Some(config) = settings.discord {
+        let config = fixbot_discord::DiscordConfig { health: health.clone(), ..config };
+        let (session, codec, stopped) = (session.clone(), codec.clone(), stopped(&stopping));
+        tasks.spawn(async move {
             fixbot_discord::run(config, session, codec, stopped).await.context("the Discord front-end stopped")
         });
     }
-    let mut outcome = Ok(());
-    while let Some(joined) = frontends.join_next().await {
-        let result = joined.context("a front-end panicked").and_then(|result| result);
-        if let Err(error) = result {
-            // One front-end failing for good stops the others: a half-working
-            // bot would look healthy while ignoring a platform.
-            tracing::error!("{error:#}");
-            let _ = stop.send(true);
-            outcome = Err(error);
+
+    // Wait for every task; the first failure stops the others, since a
+    // half-working bot would look healthy while ignoring a platform.
+    let all_ended = async {
+        let mut failure = None;
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(error) = joined.context("a task panicked").and_then(|result| result) {
+                tracing::error!("{error:#}");
+                let _ = stop.send(true);
+                failure.get_or_insert(error);
+            }
         }
-    }
+        failure
+    };
+    tokio::pin!(all_ended);
+    let failure = tokio::select! {
+        failure = &mut all_ended => failure,
+        () = stopped(&stopping) => {
+            tracing::info!(timeout = ?settings.shutdown_timeout, "stopping: finishing the updates in flight");
+            match tokio::time::timeout(settings.shutdown_timeout, &mut all_ended).await {
+                Ok(failure) => failure,
+                Err(_) => Some(anyhow::anyhow!(
+                    "updates were still in flight after the shutdown timeout of {:?}; stopped without them",
+                    settings.shutdown_timeout
+                )),
+            }
+        }
+    };
     signals.abort();
     sweeper.abort();
-    outcome?;
-    tracing::info!("stopped");
-    Ok(())
+    reloader.abort();
+    session.store().close().await;
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
 }
 
+/// Connects to Telegram (retrying while it cannot be reached), then takes
+/// updates by polling, or mounts the webhook, until the stop.
 async fn run_telegram(
     config: TelegramConfig,
     updates: Updates,
     session: Arc<Session<AnyStore>>,
     codec: ButtonCodec,
-    listen: &str,
-    stopped: impl Future<Output = ()> + Send + 'static,
+    http: Http,
+    stopping: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let frontend = fixbot_telegram::connect(config, session, codec).await.context("connecting to Telegram")?;
+    let health = config.health.clone();
+    let mut backoff = Duration::from_secs(1);
+    let frontend = loop {
+        health.set(fixbot_telegram::PART, false, "connecting");
+        match fixbot_telegram::connect(config.clone(), session.clone(), codec.clone()).await {
+            Ok(frontend) => break frontend,
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, ?backoff, "cannot reach Telegram; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stopped(&stopping) => return Ok(()),
+                }
+                backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+            }
+            Err(error) => return Err(error).context("connecting to Telegram"),
+        }
+    };
     match updates {
         Updates::Polling => {
-            frontend.poll(Duration::from_secs(30), stopped).await.context("the Telegram front-end stopped")
+            frontend.poll(Duration::from_secs(30), stopped(&stopping)).await.context("the Telegram front-end stopped")
         }
         Updates::Webhook { url, secret } => {
-            let listener =
-                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+            http.mount(frontend.router(secret.clone()));
             frontend.set_webhook(url, &secret).await.context("registering the Telegram webhook")?;
-            tracing::info!(%listen, path = fixbot_telegram::WEBHOOK_PATH, "serving the webhook");
-            // Graceful: the listener stops accepting, requests in flight finish.
-            axum::serve(listener, frontend.router(secret))
-                .with_graceful_shutdown(stopped)
-                .await
-                .context("serving the webhook")
+            tracing::info!(path = fixbot_telegram::WEBHOOK_PATH, "serving the Telegram webhook");
+            // Updates now arrive on the HTTP listener, which finishes those
+            // in flight when it stops.
+            stopped(&stopping).await;
+            Ok(())
         }
     }
-}
-
-/// The Discord settings from the environment, if a token is set; `--shards`
-/// wins over DISCORD_SHARDS.
-fn discord_config(shards: Option<ShardRange>) -> anyhow::Result<Option<DiscordConfig>> {
-    let Some(token) = env("DISCORD_BOT_TOKEN") else {
-        return Ok(None);
-    };
-    let shards = match (shards, env("DISCORD_SHARDS")) {
-        (Some(shards), _) => Some(shards),
-        (None, Some(value)) => {
-            Some(shards::parse_shards(&value).map_err(|error| anyhow::anyhow!("DISCORD_SHARDS `{value}`: {error}"))?)
-        }
-        (None, None) => None,
-    };
-    Ok(Some(DiscordConfig {
-        token,
-        api_url: env_url("DISCORD_API_URL")?.map(|url| url.to_string()),
-        guild_ids: env_ids("DISCORD_GUILD_IDS")?,
-        help_channels: env_ids("DISCORD_HELP_CHANNELS")?,
-        threads: env("DISCORD_THREADS").is_some_and(|value| matches!(value.as_str(), "1" | "true" | "yes")),
-        shards,
-    }))
-}
-
-/// A comma-separated list of Discord ids.
-fn env_ids(name: &str) -> anyhow::Result<Vec<u64>> {
-    let Some(value) = env(name) else { return Ok(Vec::new()) };
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .map(|id| id.parse().with_context(|| format!("{name}: `{id}` is not a Discord id")))
-        .collect()
-}
-
-/// The Telegram settings from the environment, if a token is set.
-fn telegram_config() -> anyhow::Result<Option<(TelegramConfig, Updates)>> {
-    let Some(token) = env("TELEGRAM_BOT_TOKEN") else {
-        return Ok(None);
-    };
-    let api_url = env_url("TELEGRAM_API_URL")?;
-    let updates = match env_url("TELEGRAM_WEBHOOK_URL")? {
-        None => Updates::Polling,
-        Some(url) => {
-            let secret = env("TELEGRAM_WEBHOOK_SECRET")
-                .context("TELEGRAM_WEBHOOK_SECRET must be set with TELEGRAM_WEBHOOK_URL")?;
-            if !fixbot_telegram::valid_secret(&secret) {
-                bail!("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -");
-            }
-            Updates::Webhook { url, secret }
-        }
-    };
-    let messages_per_second = match env("TELEGRAM_MESSAGES_PER_SECOND") {
-        None => fixbot_telegram::DEFAULT_MESSAGES_PER_SECOND,
-        Some(value) => value
-            .parse()
-            .ok()
-            .filter(|rate| (1..=1000).contains(rate))
-            .with_context(|| format!("TELEGRAM_MESSAGES_PER_SECOND `{value}` is not a number from 1 to 1000"))?,
-    };
-    Ok(Some((TelegramConfig { api_url, messages_per_second, ..TelegramConfig::new(token) }, updates)))
-}
-
-/// A variable's trimmed value; unset and blank are the same.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
-}
-
-fn env_url(name: &str) -> anyhow::Result<Option<url::Url>> {
-    env(name).map(|value| url::Url::parse(&value).with_context(|| format!("{name} `{value}` is not a URL"))).transpose()
 }
 
 /// Closes idle cases and deletes outcome records past the retention age.
@@ -226,20 +190,20 @@ async fn sweep(session: Arc<Session<AnyStore>>, retention: i64) {
         match session.expire(now).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "expired idle cases"),
-            Err(error) => tracing::warn!(%error, "expiring idle cases failed"),
+            Err(error) => {
+                metrics().store_errors.inc();
+                tracing::warn!(%error, "expiring idle cases failed");
+            }
         }
         match session.purge(now, retention).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "purged outcome records past retention"),
-            Err(error) => tracing::warn!(%error, "purging outcome records failed"),
+            Err(error) => {
+                metrics().store_errors.inc();
+                tracing::warn!(%error, "purging outcome records failed");
+            }
         }
     }
-}
-
-/// A duration from the environment like `90s`, `30m`, `24h` or `90d`, in seconds.
-fn env_duration(name: &str, default: &str) -> anyhow::Result<i64> {
-    let value = env(name).unwrap_or_else(|| default.to_owned());
-    parse_duration(&value).with_context(|| format!("{name} `{value}` is not a duration like 30m, 24h or 90d"))
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -262,7 +226,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down: finishing the updates in flight");
 }
 
 /// 256 bits in hex for the button secret. std's `RandomState` is seeded from

@@ -94,6 +94,21 @@ pub struct Transition {
     pub outcomes: Vec<OutcomeRecord>,
     /// Set when the case was handed to a person.
     pub handover: Option<Handover>,
+    /// What a message that opened a case was diagnosed as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosed>,
+}
+
+/// The verdict on a message that opened a case, by flow id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Diagnosed {
+    /// One symptom fit.
+    Symptom(String),
+    /// Several might; the user was asked which.
+    Unsure(Vec<String>),
+    /// Nothing fit.
+    Unknown,
 }
 
 /// Diagnoses a message the way the engine does: cleaned and redacted first,
@@ -123,6 +138,7 @@ pub fn handle(
         notice: None,
         outcomes: Vec::new(),
         handover: None,
+        diagnosis: None,
         changed: false,
     };
     run.expire_idle();
@@ -156,6 +172,7 @@ struct Run<'a> {
     notice: Option<String>,
     outcomes: Vec<OutcomeRecord>,
     handover: Option<Handover>,
+    diagnosis: Option<Diagnosed>,
     changed: bool,
 }
 
@@ -168,6 +185,7 @@ impl Run<'_> {
             notice: self.notice,
             outcomes: self.outcomes,
             handover: self.handover,
+            diagnosis: self.diagnosis,
         }
     }
 
@@ -322,6 +340,7 @@ impl Run<'_> {
         match diagnosis.verdict {
             Verdict::Symptom(flow) => {
                 let flow = self.flows.at(flow);
+                self.diagnosis = Some(Diagnosed::Symptom(flow.id.clone()));
                 let case = self.open();
                 case.paste = paste;
                 case.score = diagnosis.best().map_or(0, |(_, score)| score);
@@ -338,11 +357,13 @@ impl Run<'_> {
                 if case.platform.is_none() {
                     case.platform = diagnosis.platform;
                 }
-                let candidates = candidates.iter().map(|&flow| self.flows.at(flow).id.clone()).collect();
+                let candidates: Vec<String> = candidates.iter().map(|&flow| self.flows.at(flow).id.clone()).collect();
+                self.diagnosis = Some(Diagnosed::Unsure(candidates.clone()));
                 self.set_phase(Phase::Clarifying { candidates });
                 self.prompt();
             }
             Verdict::Unknown => {
+                self.diagnosis = Some(Diagnosed::Unknown);
                 let case = self.open();
                 if case.paste.is_empty() {
                     case.paste = paste;

@@ -13,17 +13,22 @@
 //!   a conversation at a time.
 //! - [`markup`], [`text`], [`redact`]: what replies are made of, how user
 //!   text is cleaned and folded, and what is removed before anything is kept.
+//! - [`health`], [`metrics`]: what readiness probes and `/metrics` report.
+//! - [`yaml`]: the one place YAML is parsed, for flows and the server's
+//!   configuration alike.
 
 pub mod button;
 pub mod case;
 pub mod command;
 pub mod engine;
 pub mod flow;
+pub mod health;
 pub mod markup;
 pub mod matcher;
+pub mod metrics;
 pub mod redact;
 pub mod session;
 pub mod store;
 pub mod text;
 pub mod transcript;
-mod yaml;
+pub mod yaml;

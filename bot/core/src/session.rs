@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::case::ConversationKey;
 use crate::command::Command;
-use crate::engine::{self, EngineConfig, Input, Transition};
+use crate::engine::{self, Diagnosed, EngineConfig, Input, Transition};
 use crate::flow::Flows;
+use crate::metrics::metrics;
 use crate::store::{Change, Receipt, Store, StoreError};
 
 /// How often a message is replayed after losing a compare-and-set race
@@ -103,7 +104,34 @@ impl<S: Store> Session<S> {
         self.store.confirm_delivery(update_id).await
     }
 
+    /// Handles the input and counts it, and what came of it, in the metrics.
     async fn run(
+        &self,
+        key: &ConversationKey,
+        input: Input,
+        now: i64,
+        update_id: Option<&str>,
+    ) -> Result<Transition, SessionError> {
+        let metrics = metrics();
+        metrics.messages_received.with_label_values(&[key.platform.as_str()]).inc();
+        let result = self.apply(key, input, now, update_id).await;
+        match &result {
+            Ok(transition) => {
+                match &transition.diagnosis {
+                    Some(Diagnosed::Symptom(symptom)) => metrics.diagnoses.with_label_values(&[symptom.as_str()]).inc(),
+                    Some(Diagnosed::Unknown) => metrics.diagnoses.with_label_values(&["none"]).inc(),
+                    Some(Diagnosed::Unsure(_)) => metrics.clarifying_questions.inc(),
+                    None => {}
+                }
+                metrics.count_outcomes(&transition.outcomes);
+            }
+            Err(SessionError::Store(StoreError::Duplicate)) => {}
+            Err(_) => metrics.store_errors.inc(),
+        }
+        result
+    }
+
+    async fn apply(
         &self,
         key: &ConversationKey,
         input: Input,

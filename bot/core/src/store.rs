@@ -116,6 +116,9 @@ pub trait Store: Send + Sync {
     /// retention limit of the statistics. Returns how many.
     fn purge_outcomes(&self, before: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Checks the store answers, for readiness probes.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Outcome records at or after `since`, oldest first.
     fn outcomes(&self, since: i64) -> impl Future<Output = Result<Vec<OutcomeRecord>, StoreError>> + Send;
 }

@@ -4,6 +4,7 @@
 //! chats; configured help channels (message-content intent) answer pastes.
 //! Several processes split the gateway traffic by shard ranges.
 
+mod in_flight;
 mod render;
 mod shards;
 
@@ -15,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fixbot_core::button::{ButtonCodec, ButtonError};
 use fixbot_core::case::ConversationKey;
 use fixbot_core::engine::{Command as CoreCommand, Input, Reply, Transition};
+use fixbot_core::health::Health;
 use fixbot_core::markup::Markup;
+use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
 use serenity::all::{
@@ -27,9 +30,11 @@ use serenity::all::{
     HttpBuilder, InputTextStyle, Interaction, Message, MessageId, ModalInteraction, Ready, UserId,
 };
 use serenity::builder::Builder as _;
+use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
 use serenity::http::HttpError;
 use tokio::sync::Mutex;
 
+use in_flight::InFlight;
 pub use render::{MAX_CONTENT_CHARS, escape, split, to_markdown};
 pub use shards::{ShardRange, ShardRangeError};
 
@@ -61,7 +66,12 @@ pub struct DiscordConfig {
     /// The shards this process runs when several processes split the gateway
     /// traffic; `None` runs the single shard 0 of 1, which gets everything.
     pub shards: Option<ShardRange>,
+    /// Where the front-end reports whether its shards are connected, as [`PART`].
+    pub health: Health,
 }
+
+/// The name the front-end reports its health and metrics under.
+pub const PART: &str = "discord";
 
 /// Why the front-end stopped.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +82,9 @@ pub enum DiscordError {
     Client(#[from] serenity::Error),
 }
 
-/// Runs the Discord front-end until `shutdown` completes.
+/// Runs the Discord front-end until `shutdown` completes; then closes the
+/// gateway, so no new event arrives, and returns once the events in flight
+/// are answered.
 pub async fn run<S: Store + 'static>(
     config: DiscordConfig,
     session: Arc<Session<S>>,
@@ -88,9 +100,16 @@ pub async fn run<S: Store + 'static>(
     if !config.help_channels.is_empty() {
         intents |= GatewayIntents::GUILD_MESSAGES | GatewayIntents::MESSAGE_CONTENT;
     }
+    let in_flight = Arc::new(InFlight::default());
+    let shard_count = config.shards.map_or(1, |range| range.last() - range.first() + 1);
+    config.health.set(PART, false, format!("connecting 0 of {shard_count} shards"));
     let handler = Handler {
         session,
         codec,
+        health: config.health,
+        shard_count,
+        connected: Mutex::new(HashMap::new()),
+        in_flight: in_flight.clone(),
         guild_ids: config.guild_ids,
         help_channels: config.help_channels,
         threads: config.threads,
@@ -115,7 +134,10 @@ pub async fn run<S: Store + 'static>(
     };
     tokio::select! {
         result = connect => result?,
-        () = shutdown => manager.shutdown_all().await,
+        () = shutdown => {
+            manager.shutdown_all().await;
+            in_flight.idle().await;
+        }
     }
     Ok(())
 }
@@ -140,6 +162,13 @@ async fn warn_if_too_few_shards(http: &Http, range: ShardRange) {
 struct Handler<S> {
     session: Arc<Session<S>>,
     codec: ButtonCodec,
+    health: Health,
+    /// How many shards this process runs.
+    shard_count: u32,
+    /// Which of them are connected now, by shard id.
+    connected: Mutex<HashMap<u32, bool>>,
+    /// Events being handled, which a stop waits for.
+    in_flight: Arc<InFlight>,
     guild_ids: Vec<u64>,
     help_channels: Vec<u64>,
     threads: bool,
@@ -176,6 +205,7 @@ enum Reach<'a> {
 impl<S: Store + 'static> EventHandler for Handler<S> {
     async fn ready(&self, ctx: Context, ready: Ready) {
         tracing::info!(bot = %ready.user.name, shard = ctx.shard_id.0, "discord front-end connected");
+        self.shard_connected(ctx.shard_id.0, true).await;
         // Commands belong to the application, not to a shard: only shard 0
         // (one process among those splitting the shards) registers them, so
         // they are not overwritten once per shard.
@@ -197,19 +227,29 @@ impl<S: Store + 'static> EventHandler for Handler<S> {
         }
     }
 
+    async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
+        let connected = event.new == ConnectionStage::Connected;
+        self.shard_connected(event.shard_id.0, connected).await;
+    }
+
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        let _handling = self.in_flight.enter();
+        let arrived = std::time::Instant::now();
         match interaction {
             Interaction::Command(command) => self.command(&ctx, command).await,
             Interaction::Component(component) => self.press(&ctx, component).await,
             Interaction::Modal(modal) => self.paste(&ctx, modal).await,
-            _ => {}
+            _ => return,
         }
+        metrics().reply_seconds.with_label_values(&[PART]).observe(arrived.elapsed().as_secs_f64());
     }
 
     async fn message(&self, ctx: Context, message: Message) {
         if message.author.bot {
             return;
         }
+        let _handling = self.in_flight.enter();
+        let arrived = std::time::Instant::now();
         let Some(room) = self.room(&ctx, &message).await else { return };
         let mut channel = message.channel_id;
         let mut reply_to = Some(message.id);
@@ -237,10 +277,20 @@ impl<S: Store + 'static> EventHandler for Handler<S> {
         let receipt = format!("discord:{}", message.id);
         let reach = Reach::Channel { channel, reply_to };
         self.answer(&ctx, &key, text_input(&message.content), &receipt, reach).await;
+        metrics().reply_seconds.with_label_values(&[PART]).observe(arrived.elapsed().as_secs_f64());
     }
 }
 
 impl<S: Store + 'static> Handler<S> {
+    /// Records a shard's connection and reports the whole to health.
+    async fn shard_connected(&self, shard: u32, connected: bool) {
+        let mut shards = self.connected.lock().await;
+        shards.insert(shard, connected);
+        let up = shards.values().filter(|connected| **connected).count() as u32;
+        let detail = format!("{up} of {} shards connected", self.shard_count);
+        self.health.set(PART, up >= self.shard_count, detail);
+    }
+
     /// Whether the bot answers plain messages in the message's channel.
     async fn room(&self, ctx: &Context, message: &Message) -> Option<Room> {
         if message.guild_id.is_none() {
@@ -444,8 +494,9 @@ impl<S: Store + 'static> Handler<S> {
             .content(to_markdown(text))
             .ephemeral(true)
             .allowed_mentions(CreateAllowedMentions::new());
-        if let Err(error) = self.retry(|| followup.clone().execute(&ctx.http, (None, token))).await {
-            tracing::warn!(%error, "sending a discord notice failed");
+        match self.retry(|| followup.clone().execute(&ctx.http, (None, token))).await {
+            Ok(_) => metrics().messages_sent.with_label_values(&[PART]).inc(),
+            Err(error) => tracing::warn!(%error, "sending a discord notice failed"),
         }
     }
 
@@ -544,8 +595,9 @@ impl<S: Store + 'static> Handler<S> {
                 }
             }
         };
-        if let Err(error) = result {
-            tracing::warn!(%error, "sending a discord message failed");
+        match result {
+            Ok(()) => metrics().messages_sent.with_label_values(&[PART]).inc(),
+            Err(error) => tracing::warn!(%error, "sending a discord message failed"),
         }
     }
 
@@ -577,13 +629,18 @@ impl<S: Store + 'static> Handler<S> {
                 };
                 tokio::time::sleep_until(slot).await;
             }
-            match call().await {
+            let result = call().await;
+            if let Err(error) = &result {
+                metrics().api_errors.with_label_values(&[PART, kind(error)]).inc();
+            }
+            match result {
                 Err(serenity::Error::Http(HttpError::UnsuccessfulRequest(response)))
                     if self.limit_ourselves && response.status_code.as_u16() == 429 && attempt < ATTEMPTS =>
                 {
                     // Serenity's error does not carry retry_after; Discord's
                     // per-route waits are about a second, so start there.
                     tracing::warn!(?wait, "discord asked to slow down");
+                    metrics().api_retries.with_label_values(&[PART]).inc();
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                     attempt += 1;
@@ -591,6 +648,21 @@ impl<S: Store + 'static> Handler<S> {
                 result => return result,
             }
         }
+    }
+}
+
+/// What kind of failure `error` is, as the metrics name it.
+fn kind(error: &serenity::Error) -> &'static str {
+    match error {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(response)) => match response.status_code.as_u16() {
+            429 => "rate_limited",
+            500..=599 => "server",
+            _ => "refused",
+        },
+        serenity::Error::Http(HttpError::Request(_)) | serenity::Error::Io(_) | serenity::Error::Tungstenite(_) => {
+            "network"
+        }
+        _ => "refused",
     }
 }
 

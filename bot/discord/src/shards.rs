@@ -19,6 +19,9 @@ pub struct ShardRange {
 /// Why a shard range is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShardRangeError {
+    /// The text is not written `FIRST-LAST/TOTAL` or `ID/TOTAL`.
+    #[error("not a shard range; write FIRST-LAST/TOTAL like 0-1/4, or ID/TOTAL like 2/4")]
+    Syntax,
     /// The total is 0.
     #[error("the shard total must be at least 1")]
     NoShards,
@@ -93,9 +96,43 @@ impl fmt::Display for ShardRange {
     }
 }
 
+/// Reads `0-1/4` (shards 0 and 1 of 4) or `2/4` (shard 2 of 4): the
+/// syntax of `fixbot serve --shards` and `DISCORD_SHARDS`.
+impl std::str::FromStr for ShardRange {
+    type Err = ShardRangeError;
+
+    fn from_str(text: &str) -> Result<ShardRange, ShardRangeError> {
+        let (range, total) = text.trim().split_once('/').ok_or(ShardRangeError::Syntax)?;
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let number = |part: &str| part.trim().parse::<u32>().map_err(|_| ShardRangeError::Syntax);
+        ShardRange::new(number(first)?, number(last)?, number(total)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_and_single_shards_are_read() {
+        let range: ShardRange = "0-1/4".parse().unwrap();
+        assert_eq!((range.first(), range.last(), range.total()), (0, 1, 4));
+        let single: ShardRange = " 2/4 ".parse().unwrap();
+        assert_eq!((single.first(), single.last(), single.total()), (2, 2, 4));
+        assert_eq!("0 - 3 / 4".parse::<ShardRange>().unwrap().to_string(), "0-3/4");
+        assert_eq!("0/1".parse::<ShardRange>().unwrap().to_string(), "0/1");
+    }
+
+    #[test]
+    fn bad_input_says_what_is_wrong() {
+        let error = |text: &str| text.parse::<ShardRange>().unwrap_err().to_string();
+        assert_eq!(error("5/4"), "there is no shard 5 among 4 (shards are numbered 0 to 3)");
+        assert_eq!(error("3-1/4"), "the range 3-1 runs backwards");
+        assert_eq!(error("0/0"), "the shard total must be at least 1");
+        for text in ["x", "", "4", "0-1", "1-/4", "-1/4", "0-1/x", "0/4/8", "99999999999/4"] {
+            assert!(error(text).starts_with("not a shard range; write FIRST-LAST/TOTAL"), "{text}: {}", error(text));
+        }
+    }
 
     #[test]
     fn a_range_inside_the_total_is_kept() {

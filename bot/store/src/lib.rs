@@ -66,6 +66,18 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// Closes the connections once the operations in flight are done; SQLite
+    /// checkpoints its write-ahead log as the last one closes.
+    pub async fn close(&self) {
+        match self {
+            AnyStore::Memory(_) => {}
+            AnyStore::Sqlite(store) => store.close().await,
+            AnyStore::Postgres(store) => store.close().await,
+        }
+    }
+}
+
 /// The URL with any password replaced, for error messages and logs.
 fn redact_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -110,6 +122,14 @@ impl Store for AnyStore {
             AnyStore::Memory(store) => store.confirm_delivery(id).await,
             AnyStore::Sqlite(store) => store.confirm_delivery(id).await,
             AnyStore::Postgres(store) => store.confirm_delivery(id).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.ping().await,
+            AnyStore::Sqlite(store) => store.ping().await,
+            AnyStore::Postgres(store) => store.ping().await,
         }
     }
 

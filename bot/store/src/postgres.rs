@@ -119,6 +119,11 @@ impl PostgresStore {
         Ok(version as usize)
     }
 
+    /// Closes the pool, waiting for the connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -296,6 +301,11 @@ impl Store for PostgresStore {
         sqlx::query("DELETE FROM receipts WHERE at < $1").bind(before).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(cases)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
+        Ok(())
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {

@@ -82,6 +82,11 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Closes the pool, waiting for the connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -284,6 +289,11 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(stored)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
+        Ok(())
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {

@@ -67,6 +67,8 @@ impl Pacer {
             match request().into_future().await {
                 Err(RequestError::RetryAfter(after)) if attempt < ATTEMPTS => {
                     attempt += 1;
+                    crate::count_error(&RequestError::RetryAfter(after));
+                    fixbot_core::metrics::metrics().api_retries.with_label_values(&[crate::PART]).inc();
                     tracing::warn!(retry_after = ?after.duration(), "telegram asked to slow down");
                     tokio::time::sleep(after.duration()).await;
                 }

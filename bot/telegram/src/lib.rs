@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fixbot_core::button::{ButtonCodec, ButtonError};
 use fixbot_core::case::ConversationKey;
 use fixbot_core::engine::{Input, Transition};
+use fixbot_core::health::Health;
+use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
 use teloxide::adaptors::Throttle;
@@ -62,14 +64,24 @@ pub struct TelegramConfig {
     /// Calls a second in all. Telegram allows about 30; a bot with paid
     /// broadcasts may send up to 1000.
     pub messages_per_second: u32,
+    /// Where the front-end reports whether it takes updates, as [`PART`].
+    pub health: Health,
 }
 
 impl TelegramConfig {
     /// The settings for `token` on api.telegram.org at Telegram's default rate.
     pub fn new(token: impl Into<String>) -> TelegramConfig {
-        TelegramConfig { token: token.into(), api_url: None, messages_per_second: DEFAULT_MESSAGES_PER_SECOND }
+        TelegramConfig {
+            token: token.into(),
+            api_url: None,
+            messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            health: Health::default(),
+        }
     }
 }
+
+/// The name the front-end reports its health under.
+pub const PART: &str = "telegram";
 
 /// Why the front-end stopped.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +89,16 @@ pub enum TelegramError {
     /// Telegram refused or could not be reached at start (e.g. a wrong token).
     #[error("telegram: {0}")]
     Request(#[from] RequestError),
+}
+
+impl TelegramError {
+    /// Whether trying again later may help: the network or Telegram failed,
+    /// rather than Telegram refusing (a wrong token), which no retry changes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TelegramError::Request(error) => is_transient(error),
+        }
+    }
 }
 
 /// The running front-end: the clients, the session and what it remembers
@@ -88,6 +110,7 @@ struct Telegram<S> {
     session: Arc<Session<S>>,
     codec: ButtonCodec,
     pacer: Pacer,
+    health: Health,
     /// The latest message with buttons per conversation, so its keyboard can
     /// be removed once the case moves on. Lost on restart, which is fine:
     /// presses on old buttons are refused as stale anyway.
@@ -125,6 +148,7 @@ pub async fn connect<S: Store + 'static>(
         session,
         codec,
         pacer: Pacer::new(config.messages_per_second),
+        health: config.health,
         prompts: Mutex::new(HashMap::new()),
     };
     Ok(Frontend { telegram: Arc::new(telegram) })
@@ -159,6 +183,7 @@ impl<S: Store + 'static> Frontend<S> {
             };
             match updates {
                 Ok(updates) => {
+                    self.telegram.health.set(PART, true, "taking updates by long polling");
                     backoff = Duration::from_millis(500);
                     if let Some(last) = updates.last() {
                         offset = last.id.0 as i32 + 1;
@@ -167,6 +192,9 @@ impl<S: Store + 'static> Frontend<S> {
                 }
                 Err(RequestError::RetryAfter(after)) => tokio::time::sleep(after.duration()).await,
                 Err(error) => {
+                    count_error(&error);
+                    let detail = format!("getUpdates failing: {}", kind(&error).replace('_', " "));
+                    self.telegram.health.set(PART, false, detail);
                     tracing::warn!(%error, "telegram getUpdates failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -192,6 +220,7 @@ impl<S: Store + 'static> Frontend<S> {
             .max_connections(100)
             .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery])
             .await?;
+        self.telegram.health.set(PART, true, "taking updates by webhook");
         tracing::info!(bot = %self.username(), "telegram front-end taking updates by webhook");
         Ok(())
     }
@@ -262,6 +291,13 @@ impl<S: Store + 'static> Telegram<S> {
     /// Handles one update and sends its answer; `false` when the answer
     /// could not be sent and may be on a later delivery of the update.
     async fn handle(&self, update_id: u32, incoming: Incoming) -> bool {
+        let arrived = std::time::Instant::now();
+        let sent = self.answer(update_id, incoming).await;
+        metrics().reply_seconds.with_label_values(&[PART]).observe(arrived.elapsed().as_secs_f64());
+        sent
+    }
+
+    async fn answer(&self, update_id: u32, incoming: Incoming) -> bool {
         let receipt = format!("telegram:{update_id}");
         let sent = match incoming {
             Incoming::Message { key, input, place } => match self.apply(&key, input, &receipt, place).await {
@@ -417,8 +453,12 @@ impl<S: Store + 'static> Telegram<S> {
             request = request.reply_markup(keyboard);
         }
         match request.await {
-            Ok(message) => Ok(message.id),
+            Ok(message) => {
+                metrics().messages_sent.with_label_values(&[PART]).inc();
+                Ok(message.id)
+            }
             Err(error) => {
+                count_error(&error);
                 tracing::warn!(%error, chat = place.chat.0, "telegram sendMessage failed");
                 Err(error)
             }
@@ -426,11 +466,35 @@ impl<S: Store + 'static> Telegram<S> {
     }
 }
 
+/// What kind of failure `error` is, as the metrics name it.
+fn kind(error: &RequestError) -> &'static str {
+    match error {
+        RequestError::RetryAfter(_) => "rate_limited",
+        // teloxide keeps no status code; a 5xx arrives as an unknown error
+        // with the HTTP reason as its description.
+        RequestError::Api(teloxide::ApiError::Unknown(description))
+            if ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout"]
+                .iter()
+                .any(|reason| description.starts_with(reason)) =>
+        {
+            "server"
+        }
+        RequestError::Api(_) | RequestError::MigrateToChatId(_) => "refused",
+        RequestError::Network(_) | RequestError::Io(_) => "network",
+        RequestError::InvalidJson { .. } => "server",
+    }
+}
+
+/// Counts a failed call in the metrics.
+pub(crate) fn count_error(error: &RequestError) {
+    metrics().api_errors.with_label_values(&[PART, kind(error)]).inc();
+}
+
 /// Whether a failed call may succeed when made again later: the network or
 /// Telegram itself failed, rather than Telegram refusing the request (a
 /// blocked bot, a deleted chat), which no retry would change.
 fn is_transient(error: &RequestError) -> bool {
-    !matches!(error, RequestError::Api(_) | RequestError::MigrateToChatId(_))
+    kind(error) != "refused"
 }
 
 fn now() -> i64 {

@@ -112,6 +112,10 @@ impl Store for MemoryStore {
         Ok(self.lock().meta.entry(name.to_owned()).or_insert_with(|| value.to_owned()).clone())
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
         Ok(self.lock().outcomes.iter().filter(|record| record.at >= since).cloned().collect())
     }

@@ -1,0 +1,174 @@
+//! The counters `/metrics` shows, in one process-wide registry as every
+//! Prometheus client keeps them. The session counts what the engine decided
+//! (messages, diagnoses, outcomes, ends); front-ends count what they sent and
+//! how their platform answered; the server counts flow reloads.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::case::{Outcome, OutcomeRecord};
+
+/// Every metric fixbot exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Updates handled, per platform.
+    pub messages_received: IntCounterVec,
+    /// Messages sent, per platform.
+    pub messages_sent: IntCounterVec,
+    /// Messages that opened a case, per symptom diagnosed (`none` when nothing fit).
+    pub diagnoses: IntCounterVec,
+    /// Clarifying questions asked because several symptoms fit.
+    pub clarifying_questions: IntCounter,
+    /// How steps ended, per symptom and outcome.
+    pub step_outcomes: IntCounterVec,
+    /// Cases that ended, per symptom and end (`resolved`, `escalated`, `abandoned`).
+    pub cases_ended: IntCounterVec,
+    /// Seconds from an update's arrival to its last reply sent, per platform.
+    pub reply_seconds: HistogramVec,
+    /// Platform API calls that failed, per platform and kind
+    /// (`rate_limited`, `server`, `network`, `refused`).
+    pub api_errors: IntCounterVec,
+    /// Platform API calls made again after a failure, per platform.
+    pub api_retries: IntCounterVec,
+    /// Store operations that failed.
+    pub store_errors: IntCounter,
+    /// Flow reloads, per result (`ok`, `refused`).
+    pub flow_reloads: IntCounterVec,
+    /// Flows in use now.
+    pub flows_loaded: IntGauge,
+}
+
+/// The process's metrics, created on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// A counter family; the names and label sets are literals, so creating and
+/// registering them cannot fail.
+fn counters(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let family = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition");
+    registry.register(Box::new(family.clone())).expect("a metric registered once");
+    family
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let counter = IntCounter::new(name, help).expect("a valid metric definition");
+            registry.register(Box::new(counter.clone())).expect("a metric registered once");
+            counter
+        };
+        let clarifying_questions =
+            counter("fixbot_clarifying_questions_total", "Clarifying questions asked because several symptoms fit.");
+        let store_errors = counter("fixbot_store_errors_total", "Store operations that failed.");
+        let flows_loaded =
+            IntGauge::new("fixbot_flows_loaded", "Flows in use now.").expect("a valid metric definition");
+        registry.register(Box::new(flows_loaded.clone())).expect("a metric registered once");
+        // From 5 ms to about 40 s: a reply waits out per-chat rate limits.
+        let buckets = prometheus::exponential_buckets(0.005, 2.0, 14).expect("valid buckets");
+        let reply_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "fixbot_reply_duration_seconds",
+                "Seconds from an update's arrival to its last reply sent.",
+            )
+            .buckets(buckets),
+            &["platform"],
+        )
+        .expect("a valid metric definition");
+        registry.register(Box::new(reply_seconds.clone())).expect("a metric registered once");
+        let build = IntGauge::with_opts(
+            Opts::new("fixbot_build_info", "The running fixbot's version.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("a valid metric definition");
+        build.set(1);
+        registry.register(Box::new(build)).expect("a metric registered once");
+        Metrics {
+            messages_received: counters(&registry, "fixbot_messages_received_total", "Updates handled.", &["platform"]),
+            messages_sent: counters(&registry, "fixbot_messages_sent_total", "Messages sent.", &["platform"]),
+            diagnoses: counters(
+                &registry,
+                "fixbot_diagnoses_total",
+                "Messages that opened a case, by the symptom diagnosed (none when nothing fit).",
+                &["symptom"],
+            ),
+            clarifying_questions,
+            step_outcomes: counters(
+                &registry,
+                "fixbot_step_outcomes_total",
+                "How steps ended.",
+                &["symptom", "outcome"],
+            ),
+            cases_ended: counters(
+                &registry,
+                "fixbot_cases_ended_total",
+                "Cases that ended: resolved, escalated or abandoned.",
+                &["symptom", "end"],
+            ),
+            reply_seconds,
+            api_errors: counters(
+                &registry,
+                "fixbot_platform_api_errors_total",
+                "Platform API calls that failed, by kind: rate_limited, server, network, refused.",
+                &["platform", "kind"],
+            ),
+            api_retries: counters(
+                &registry,
+                "fixbot_platform_api_retries_total",
+                "Platform API calls made again after a failure.",
+                &["platform"],
+            ),
+            store_errors,
+            flow_reloads: counters(&registry, "fixbot_flow_reloads_total", "Flow reloads, by result.", &["result"]),
+            flows_loaded,
+            registry,
+        }
+    }
+
+    /// Counts the outcome records of one transition: every step outcome,
+    /// and the end of the case where the outcome ends one.
+    pub fn count_outcomes(&self, records: &[OutcomeRecord]) {
+        for record in records {
+            self.step_outcomes.with_label_values(&[record.symptom.as_str(), record.outcome.as_str()]).inc();
+            let end = match record.outcome {
+                Outcome::Fixed => "resolved",
+                Outcome::Escalated => "escalated",
+                Outcome::Abandoned => "abandoned",
+                Outcome::NotFixed | Outcome::Skipped => continue,
+            };
+            self.cases_ended.with_label_values(&[record.symptom.as_str(), end]).inc();
+        }
+    }
+
+    /// Everything in the Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into memory fails only on a metric that breaks the format,
+        // which the literal definitions above cannot.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_text_format_with_every_family() {
+        let metrics = metrics();
+        metrics.messages_received.with_label_values(&["test"]).inc();
+        metrics.reply_seconds.with_label_values(&["test"]).observe(0.02);
+        let text = metrics.render();
+        assert!(text.contains("# TYPE fixbot_messages_received_total counter"), "{text}");
+        assert!(text.contains("fixbot_messages_received_total{platform=\"test\"}"), "{text}");
+        assert!(text.contains("fixbot_reply_duration_seconds_bucket{platform=\"test\",le=\"0.04\"} "), "{text}");
+        assert!(text.contains("fixbot_build_info{version="), "{text}");
+    }
+}
