@@ -271,6 +271,8 @@ struct Inner {
     answered: Vec<(String, Option<String>)>,
     /// Injected failures: (lower-case method, status, retry_after), used first come first served.
     failures: VecDeque<(String, u16, Option<u32>)>,
+    /// Injected delays: (lower-case method, how long), used first come first served.
+    delays: VecDeque<(String, Duration)>,
     /// (scope as JSON, language code) → commands.
     commands: BTreeMap<(String, String), Vec<(String, String)>>,
     webhook: Option<String>,
@@ -442,6 +444,12 @@ impl FakeTelegram {
     /// Several injections for one method are used in turn.
     pub fn fail_next(&self, method: &str, status: u16, retry_after: Option<u32>) {
         self.shared.lock().failures.push_back((method.to_ascii_lowercase(), status, retry_after));
+    }
+
+    /// The next call of `method` (any case) is answered only after `delay`, as a slow or
+    /// distant Telegram would; the call is carried out after the wait.
+    pub fn delay_next(&self, method: &str, delay: Duration) {
+        self.shared.lock().delays.push_back((method.to_ascii_lowercase(), delay));
     }
 
     /// The current inline keyboard of a message, after any edits: `None` if the message is
@@ -929,6 +937,14 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
         (_, Some(token)) if token != TOKEN => Err(ApiErr::new(401, "Unauthorized")),
         (Err(error), _) => Err(bad(error)),
         (Ok(params), Some(_)) => {
+            let delay = {
+                let mut inner = shared.lock();
+                let index = inner.delays.iter().position(|(m, _)| *m == method);
+                index.and_then(|i| inner.delays.remove(i)).map(|(_, delay)| delay)
+            };
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             let injected = {
                 let mut inner = shared.lock();
                 let index = inner.failures.iter().position(|(m, _, _)| *m == method);

@@ -9,7 +9,6 @@
 //! printed to stderr; run `cargo test --test tests multi_instance -- --nocapture`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fixbot_core::case::{Case, ConversationKey};
@@ -20,7 +19,7 @@ use fixbot_store::PostgresStore;
 
 use crate::fake_telegram::{Chat, FakeTelegram, User};
 use crate::store_contract::{TestSchema, postgres_url};
-use crate::support::{Server, shipped_flows, spawn_serve};
+use crate::support::{Server, free_address, shipped_flows, spawn_serve};
 
 const USERS: i64 = 500;
 const MESSAGES_PER_USER: usize = 10;
@@ -188,12 +187,6 @@ async fn walk(fake: FakeTelegram, script: Script) -> Walked {
         walked.waits.push(asked.elapsed());
     }
     walked
-}
-
-/// A free port on 127.0.0.1 for a serve process to listen on.
-fn free_address() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
 }
 
 /// A case as compared: what it says, not when it was written or its id.

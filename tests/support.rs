@@ -139,3 +139,22 @@ impl Drop for Server {
         }
     }
 }
+
+/// A free port on 127.0.0.1, for a server to listen on.
+pub fn free_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
+    listener.local_addr().expect("a bound address")
+}
+
+impl Server {
+    /// The log written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `HUP`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -{signal} failed");
+    }
+}

@@ -2,8 +2,7 @@
 //! over it, command-line flags over both. Secrets come only from the
 //! environment, or from files it names (`*_FILE`, for Docker and Kubernetes
 //! secrets), never from the file or the command line. Every key is listed in
-//! `deploy/fixbot.example.yaml` and every variable in
-//! `deploy/fixbot.env.example`.
+//! `deploy/fixbot.yaml` and every variable in `deploy/fixbot.env.example`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,7 +20,7 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// The settings given on the command line (`fixbot serve`).
 #[derive(Debug, Default, clap::Args)]
 pub struct Flags {
-    /// A YAML settings file (see deploy/fixbot.example.yaml).
+    /// A YAML settings file (see deploy/fixbot.yaml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory holding the flow files [default: ./flows, else the built-in flows].
@@ -490,6 +489,47 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("--shards `5/4`: there is no shard 5 among 4"), "{error}");
+    }
+
+    /// The settings files shipped in `deploy/` are read by this parser, not
+    /// by a copy of its rules: the example with every key uncommented, and
+    /// the one inside the Kubernetes ConfigMap.
+    #[test]
+    fn the_shipped_settings_files_are_valid() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let example = std::fs::read_to_string(deploy.join("fixbot.yaml")).unwrap();
+        let every_key: String = example
+            .lines()
+            .map(|line| {
+                // `# key: value` lines are the commented keys; other comments are prose.
+                let is_key = |rest: &&str| {
+                    rest.trim_start().split_once(':').is_some_and(|(key, _)| {
+                        !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    })
+                };
+                line.strip_prefix("# ").filter(is_key).unwrap_or(line)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(every_key.contains("\n  shards: null"), "the example lists every key, commented:\n{every_key}");
+        #[derive(Deserialize)]
+        struct ConfigMap {
+            data: std::collections::BTreeMap<String, String>,
+        }
+        let manifest = std::fs::read_to_string(deploy.join("kubernetes/configmap.yaml")).unwrap();
+        let configmap: ConfigMap = fixbot_core::yaml::from_str(&manifest).unwrap();
+        for (name, text) in [("fixbot.yaml", every_key), ("configmap.yaml", configmap.data["fixbot.yaml"].clone())] {
+            let (_file, flags) = file(&text);
+            let settings = resolve(
+                flags,
+                &[
+                    ("TELEGRAM_BOT_TOKEN", "1:abcdefgh"),
+                    ("TELEGRAM_WEBHOOK_SECRET", "s"),
+                    ("DISCORD_BOT_TOKEN", "abcdefgh"),
+                ],
+            );
+            assert!(settings.is_ok(), "{name}: {:#}", settings.unwrap_err());
+        }
     }
 
     #[test]
