@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use fixbot_core::case::{ConversationKey, OutcomeRecord};
 use fixbot_core::engine::{EngineConfig, Input};
 use fixbot_core::session::Session;
-use fixbot_core::store::{Change, MemoryStore, Store, StoreError, Stored};
+use fixbot_core::store::{Change, MemoryStore, Purge, Purged, Store, StoreError, Stored};
 
 use crate::support::shipped_flows;
 
@@ -29,8 +29,8 @@ impl Store for Racing {
         }
         self.inner.commit(key, change).await
     }
-    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
-        self.inner.expire(before).await
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
+        self.inner.purge(purge).await
     }
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
         self.inner.outcomes(since).await
@@ -40,9 +40,6 @@ impl Store for Racing {
     }
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
         self.inner.forget(platform, user, subject).await
-    }
-    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
-        self.inner.purge_outcomes(before).await
     }
     async fn pending_delivery(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.inner.pending_delivery(id).await

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position};
-use fixbot_core::store::{Change, Receipt, Store, StoreError};
+use fixbot_core::store::{Change, Purge, Purged, Receipt, Store, StoreError};
 use fixbot_store::{AnyStore, MemoryStore, PostgresStore, SqliteStore};
 
 fn case(turn: u32, updated_at: i64) -> Case {
@@ -85,9 +85,10 @@ async fn contract(store: &impl Store) {
     store.commit(&ann, change(None, None, &[record(1040, Outcome::Escalated)])).await.unwrap();
     assert_eq!(store.outcomes(1040).await.unwrap().len(), 1);
 
-    // Expiry removes cases idle since before the cut-off, and only those.
+    // Retention removes cases untouched since before the cut-off, and only those.
     store.commit(&ann, change(None, Some(&case(1, 2000)), &[])).await.unwrap();
-    assert_eq!(store.expire(1000).await.unwrap(), 1);
+    let cases_only = Purge { cases_before: 1000, receipts_before: 0, outcomes_before: 0 };
+    assert_eq!(store.purge(cases_only).await.unwrap(), Purged { cases: 1, receipts: 0, outcomes: 0 });
     assert!(store.get(&bob).await.unwrap().is_none());
     assert!(store.get(&ann).await.unwrap().is_some());
 
@@ -118,13 +119,16 @@ async fn contract(store: &impl Store) {
         ..change(Some(stored.version), Some(&six), &[])
     };
     assert!(matches!(store.commit(&ann, after).await, Err(StoreError::Duplicate)), "confirmed is still handled");
-    // Expiry forgets old receipts with old cases.
-    store.expire(3500).await.unwrap();
-    store.commit(&ann, Change { receipt: receipt("telegram:1", 4000, ""), ..change(None, None, &[]) }).await.unwrap();
+    // Retention forgets old receipts, on their own cut-off: the case stays.
+    let receipts_only = Purge { cases_before: 0, receipts_before: 3500, outcomes_before: 0 };
+    assert_eq!(store.purge(receipts_only).await.unwrap(), Purged { cases: 0, receipts: 1, outcomes: 0 });
+    assert!(store.get(&ann).await.unwrap().is_some());
+    store.commit(&bob, Change { receipt: receipt("telegram:1", 4000, ""), ..change(None, None, &[]) }).await.unwrap();
 
     // Retention: outcome records older than the cut-off go, newer stay.
     let total = store.outcomes(0).await.unwrap().len();
-    assert_eq!(store.purge_outcomes(1030).await.unwrap(), 1, "only the record of 1010 is older");
+    let outcomes_only = Purge { cases_before: 0, receipts_before: 0, outcomes_before: 1030 };
+    assert_eq!(store.purge(outcomes_only).await.unwrap().outcomes, 1, "only the record of 1010 is older");
     assert_eq!(store.outcomes(0).await.unwrap().len(), total - 1);
 
     // Forgetting: every case of the person on that platform, and their outcomes.
@@ -252,7 +256,10 @@ impl Drop for TestSchema {
             runtime.block_on(async {
                 use sqlx::Executor as _;
                 if let Ok(pool) = sqlx::PgPool::connect(&url).await {
-                    let _ = pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE"))).await;
+                    // A failed test may leave a connection holding a lock in
+                    // the schema; waiting on it must not hang the suite.
+                    let drop = format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {name} CASCADE");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
                 }
             });
         })

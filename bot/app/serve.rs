@@ -181,26 +181,24 @@ async fn run_telegram(
     }
 }
 
-/// Closes idle cases and deletes outcome records past the retention age.
+/// Deletes cases, outcome records and receipts past their retention, every
+/// few minutes.
 async fn sweep(session: Arc<Session<AnyStore>>, retention: i64) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         interval.tick().await;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64);
-        match session.expire(now).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "expired idle cases"),
-            Err(error) => {
-                metrics().store_errors.inc();
-                tracing::warn!(%error, "expiring idle cases failed");
-            }
-        }
         match session.purge(now, retention).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "purged outcome records past retention"),
+            Ok(purged) if purged == Default::default() => {}
+            Ok(purged) => tracing::info!(
+                cases = purged.cases,
+                outcomes = purged.outcomes,
+                receipts = purged.receipts,
+                "purged what is past retention"
+            ),
             Err(error) => {
                 metrics().store_errors.inc();
-                tracing::warn!(%error, "purging outcome records failed");
+                tracing::warn!(%error, "purging what is past retention failed");
             }
         }
     }

@@ -12,11 +12,14 @@ use crate::command::Command;
 use crate::engine::{self, Diagnosed, EngineConfig, Input, Transition};
 use crate::flow::Flows;
 use crate::metrics::metrics;
-use crate::store::{Change, Receipt, Store, StoreError};
+use crate::store::{Change, Purge, Purged, Receipt, Store, StoreError};
 
 /// How often a message is replayed after losing a compare-and-set race
 /// before the session gives up.
 const MAX_ATTEMPTS: usize = 16;
+/// How long update receipts are kept: Telegram keeps an update for redelivery
+/// for at most a day.
+const RECEIPT_WINDOW: i64 = 24 * 60 * 60;
 
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -179,14 +182,14 @@ impl<S: Store> Session<S> {
         Err(SessionError::Contended)
     }
 
-    /// Removes cases idle for longer than the configured timeout.
-    pub async fn expire(&self, now: i64) -> Result<u64, StoreError> {
-        self.store.expire(now - self.config.idle_timeout).await
-    }
-
-    /// Removes outcome records older than `retention` seconds.
-    pub async fn purge(&self, now: i64, retention: i64) -> Result<u64, StoreError> {
-        self.store.purge_outcomes(now - retention).await
+    /// The retention sweep at `now`: removes cases untouched and outcome
+    /// records older than `retention` seconds, and receipts older than a
+    /// day (when no platform delivers an update again). Idle cases are not
+    /// removed at the idle timeout: the person's next message closes such a
+    /// case and says so.
+    pub async fn purge(&self, now: i64, retention: i64) -> Result<Purged, StoreError> {
+        let cut = now - retention;
+        self.store.purge(Purge { cases_before: cut, receipts_before: now - RECEIPT_WINDOW, outcomes_before: cut }).await
     }
 }
 

@@ -41,8 +41,8 @@ pub struct Change<'a> {
 pub struct Receipt<'a> {
     /// Unique per update, e.g. `telegram:1234`.
     pub id: &'a str,
-    /// Unix seconds; receipts older than the idle timeout are removed with
-    /// idle cases.
+    /// Unix seconds; the retention sweep removes receipts a day old, when
+    /// no platform delivers the update again.
     pub at: i64,
     /// Who sent the update ([`ConversationKey::subject`]), so `/forget`
     /// can remove the delivery below.
@@ -51,6 +51,29 @@ pub struct Receipt<'a> {
     /// confirms it was sent: a redelivery of an update whose answer was
     /// lost (the process died between commit and send) is answered then.
     pub delivery: &'a str,
+}
+
+/// The cut-offs of a retention sweep, in Unix seconds: everything last
+/// touched before them goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purge {
+    /// Cases not updated since then.
+    pub cases_before: i64,
+    /// Receipts of updates handled before then.
+    pub receipts_before: i64,
+    /// Outcome records from before then.
+    pub outcomes_before: i64,
+}
+
+/// How many rows a retention sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Cases.
+    pub cases: u64,
+    /// Receipts.
+    pub receipts: u64,
+    /// Outcome records.
+    pub outcomes: u64,
 }
 
 /// Why a store operation failed.
@@ -98,9 +121,11 @@ pub trait Store: Send + Sync {
     /// delivery: a later redelivery of that update is then ignored.
     fn confirm_delivery(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes cases not updated since `before` (Unix seconds), and receipts
-    /// older than that; returns how many cases.
-    fn expire(&self, before: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Deletes what a retention sweep removes: cases not updated since
+    /// `cases_before`, receipts older than `receipts_before` and outcome
+    /// records older than `outcomes_before` (Unix seconds). Returns how many
+    /// of each went.
+    fn purge(&self, purge: Purge) -> impl Future<Output = Result<Purged, StoreError>> + Send;
 
     /// The value stored under `name`, storing `value` first when there is
     /// none. Instances sharing a store thereby agree on one value (e.g. the
@@ -111,10 +136,6 @@ pub trait Store: Send + Sync {
     /// `platform`, and the outcome records and receipts of `subject`
     /// ([`ConversationKey::subject`]). Returns how many rows went.
     fn forget(&self, platform: &str, user: &str, subject: u64) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Deletes outcome records older than `before` (Unix seconds): the
-    /// retention limit of the statistics. Returns how many.
-    fn purge_outcomes(&self, before: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Checks the store answers, for readiness probes.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

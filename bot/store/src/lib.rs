@@ -11,7 +11,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use fixbot_core::case::{ConversationKey, OutcomeRecord};
-use fixbot_core::store::{Change, Store, StoreError, Stored};
+use fixbot_core::store::{Change, Purge, Purged, Store, StoreError, Stored};
 
 /// A store URL that could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -133,11 +133,11 @@ impl Store for AnyStore {
         }
     }
 
-    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
         match self {
-            AnyStore::Memory(store) => store.expire(before).await,
-            AnyStore::Sqlite(store) => store.expire(before).await,
-            AnyStore::Postgres(store) => store.expire(before).await,
+            AnyStore::Memory(store) => store.purge(purge).await,
+            AnyStore::Sqlite(store) => store.purge(purge).await,
+            AnyStore::Postgres(store) => store.purge(purge).await,
         }
     }
 
@@ -154,14 +154,6 @@ impl Store for AnyStore {
             AnyStore::Memory(store) => store.forget(platform, user, subject).await,
             AnyStore::Sqlite(store) => store.forget(platform, user, subject).await,
             AnyStore::Postgres(store) => store.forget(platform, user, subject).await,
-        }
-    }
-
-    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
-        match self {
-            AnyStore::Memory(store) => store.purge_outcomes(before).await,
-            AnyStore::Sqlite(store) => store.purge_outcomes(before).await,
-            AnyStore::Postgres(store) => store.purge_outcomes(before).await,
         }
     }
 

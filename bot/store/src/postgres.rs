@@ -7,7 +7,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
-use fixbot_core::store::{Change, Store, StoreError, Stored};
+use fixbot_core::store::{Change, Purge, Purged, Store, StoreError, Stored};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::{Executor as _, Postgres, Row as _};
@@ -290,17 +290,18 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let cases = sqlx::query("DELETE FROM cases WHERE updated_at < $1")
-            .bind(before)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        sqlx::query("DELETE FROM receipts WHERE at < $1").bind(before).execute(&mut *tx).await.map_err(backend)?;
+        let mut delete = async |sql: &'static str, before: i64| {
+            sqlx::query(sql).bind(before).execute(&mut *tx).await.map(|done| done.rows_affected()).map_err(backend)
+        };
+        let purged = Purged {
+            cases: delete("DELETE FROM cases WHERE updated_at < $1", purge.cases_before).await?,
+            receipts: delete("DELETE FROM receipts WHERE at < $1", purge.receipts_before).await?,
+            outcomes: delete("DELETE FROM outcomes WHERE at < $1", purge.outcomes_before).await?,
+        };
         tx.commit().await.map_err(backend)?;
-        Ok(cases)
+        Ok(purged)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -358,15 +359,6 @@ impl Store for PostgresStore {
             .rows_affected();
         tx.commit().await.map_err(backend)?;
         Ok(cases + outcomes + receipts)
-    }
-
-    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM outcomes WHERE at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(result.rows_affected())
     }
 
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {

@@ -6,7 +6,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
-use fixbot_core::store::{Change, Store, StoreError, Stored};
+use fixbot_core::store::{Change, Purge, Purged, Store, StoreError, Stored};
 use sqlx::Row as _;
 use sqlx::Sqlite;
 use sqlx::query::Query;
@@ -229,17 +229,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let cases = sqlx::query("DELETE FROM cases WHERE updated_at < ?")
-            .bind(before)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        sqlx::query("DELETE FROM receipts WHERE at < ?").bind(before).execute(&mut *tx).await.map_err(backend)?;
+        let mut delete = async |sql: &'static str, before: i64| {
+            sqlx::query(sql).bind(before).execute(&mut *tx).await.map(|done| done.rows_affected()).map_err(backend)
+        };
+        let purged = Purged {
+            cases: delete("DELETE FROM cases WHERE updated_at < ?", purge.cases_before).await?,
+            receipts: delete("DELETE FROM receipts WHERE at < ?", purge.receipts_before).await?,
+            outcomes: delete("DELETE FROM outcomes WHERE at < ?", purge.outcomes_before).await?,
+        };
         tx.commit().await.map_err(backend)?;
-        Ok(cases)
+        Ok(purged)
     }
 
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
@@ -265,12 +266,6 @@ impl Store for SqliteStore {
             .rows_affected();
         tx.commit().await.map_err(backend)?;
         Ok(cases + outcomes + receipts)
-    }
-
-    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
-        let result =
-            sqlx::query("DELETE FROM outcomes WHERE at < ?").bind(before).execute(&self.pool).await.map_err(backend)?;
-        Ok(result.rows_affected())
     }
 
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {

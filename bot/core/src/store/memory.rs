@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{Change, Store, StoreError, Stored};
+use super::{Change, Purge, Purged, Store, StoreError, Stored};
 use crate::case::{ConversationKey, OutcomeRecord};
 
 /// Keeps cases in a hash map; everything is lost when the process ends.
@@ -83,12 +83,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn expire(&self, before: i64) -> Result<u64, StoreError> {
+    async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
         let mut inner = self.lock();
-        let count = inner.cases.len();
-        inner.cases.retain(|_, stored| stored.case.updated_at >= before);
-        inner.receipts.retain(|_, receipt| receipt.at >= before);
-        Ok((count - inner.cases.len()) as u64)
+        let (cases, receipts, outcomes) = (inner.cases.len(), inner.receipts.len(), inner.outcomes.len());
+        inner.cases.retain(|_, stored| stored.case.updated_at >= purge.cases_before);
+        inner.receipts.retain(|_, receipt| receipt.at >= purge.receipts_before);
+        inner.outcomes.retain(|record| record.at >= purge.outcomes_before);
+        Ok(Purged {
+            cases: (cases - inner.cases.len()) as u64,
+            receipts: (receipts - inner.receipts.len()) as u64,
+            outcomes: (outcomes - inner.outcomes.len()) as u64,
+        })
     }
 
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
@@ -99,13 +104,6 @@ impl Store for MemoryStore {
         inner.outcomes.retain(|record| record.subject != subject);
         inner.receipts.retain(|_, receipt| receipt.subject != subject);
         Ok((before - count(&inner)) as u64)
-    }
-
-    async fn purge_outcomes(&self, before: i64) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
-        let count = inner.outcomes.len();
-        inner.outcomes.retain(|record| record.at >= before);
-        Ok((count - inner.outcomes.len()) as u64)
     }
 
     async fn meta_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
