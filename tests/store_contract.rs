@@ -254,7 +254,6 @@ impl Drop for TestSchema {
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                use sqlx::Executor as _;
                 if let Ok(pool) = sqlx::PgPool::connect(&url).await {
                     // A failed test may leave a connection holding a lock in
                     // the schema; waiting on it must not hang the suite.
