@@ -154,10 +154,15 @@ async fn health_readiness_and_metrics_follow_a_case() {
     assert_eq!(get(address, "/nowhere").await.0, 404);
 }
 
-/// A copy of the shipped `_bot.yaml` with the demo flow beside it.
-fn demo_flows(dir: &Path) {
-    std::fs::copy(root().join("flows/_bot.yaml"), dir.join("_bot.yaml")).unwrap();
-    std::fs::write(dir.join("demo.yaml"), DEMO).unwrap();
+/// A serve process on a flows directory of its own: the shipped
+/// `_bot.yaml` with the demo flow beside it.
+async fn serve_demo(fake: &FakeTelegram, extra: &[(&str, &str)]) -> (Server, SocketAddr, tempfile::TempDir) {
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("flows/_bot.yaml"), flows.path().join("_bot.yaml")).unwrap();
+    std::fs::write(flows.path().join("demo.yaml"), DEMO).unwrap();
+    let dir = flows.path().display().to_string();
+    let (server, address) = serve(fake, "memory:", &["--flows", &dir], extra).await;
+    (server, address, flows)
 }
 
 /// Replaces the demo flow's file in one step, as an editor saving it would.
@@ -170,10 +175,7 @@ fn edit_demo(dir: &Path, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_to_the_flows_are_picked_up_and_broken_ones_refused_while_a_case_is_open() {
     let fake = FakeTelegram::start().await;
-    let flows = tempfile::tempdir().unwrap();
-    demo_flows(flows.path());
-    let dir = flows.path().display().to_string();
-    let (_server, address) = serve(&fake, "memory:", &["--flows", &dir], &[]).await;
+    let (_server, address, flows) = serve_demo(&fake, &[]).await;
     let (chat, user) = user(42);
     fake.text(chat, user, "my demo sync is stuck");
     assert!(nth_reply(&fake, 42, 1).await.contains("Demo step one."));
@@ -206,10 +208,7 @@ async fn edits_to_the_flows_are_picked_up_and_broken_ones_refused_while_a_case_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_flows_when_watching_is_off() {
     let fake = FakeTelegram::start().await;
-    let flows = tempfile::tempdir().unwrap();
-    demo_flows(flows.path());
-    let dir = flows.path().display().to_string();
-    let (server, address) = serve(&fake, "memory:", &["--flows", &dir], &[("FIXBOT_WATCH_FLOWS", "false")]).await;
+    let (server, address, flows) = serve_demo(&fake, &[("FIXBOT_WATCH_FLOWS", "false")]).await;
     let (chat, user) = user(43);
     fake.text(chat, user, "demo sync stuck");
     nth_reply(&fake, 43, 1).await;
