@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use std::num::NonZeroU32;
+
+use fixbot_core::flood::RateLimit;
 use fixbot_core::text::parse_duration;
 use fixbot_discord::{DiscordConfig, ShardRange};
 use fixbot_telegram::TelegramConfig;
@@ -82,6 +85,10 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Whether edits to the flow files are picked up without SIGHUP.
     pub watch_flows: bool,
+    /// How fast one person may write; `None` for no limit.
+    pub rate_limit: Option<RateLimit>,
+    /// Bytes of a message that are read for diagnosis; the rest is cut with a notice.
+    pub max_message_bytes: usize,
     /// The Telegram front-end, when its token is set.
     pub telegram: Option<(TelegramConfig, Updates)>,
     /// The Discord front-end, when its token is set.
@@ -102,6 +109,9 @@ struct File {
     retention: Option<String>,
     shutdown_timeout: Option<String>,
     watch_flows: Option<bool>,
+    rate_limit_burst: Option<u32>,
+    rate_limit_per_minute: Option<u32>,
+    max_message_bytes: Option<usize>,
     #[serde(default)]
     telegram: TelegramFile,
     #[serde(default)]
@@ -114,6 +124,7 @@ struct TelegramFile {
     api_url: Option<String>,
     webhook_url: Option<String>,
     messages_per_second: Option<u32>,
+    request_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +290,34 @@ impl Settings {
                 boolean,
             )?
             .unwrap_or(true);
+        let count = |variable: &str, value: Option<u64>, key: &str, default: u32| {
+            let picked = layers.pick(None, variable, value.map(|value| value.to_string()), key);
+            let parsed = layers.parse(picked, "a whole number, 0 for no limit", |text| text.parse::<u32>().ok())?;
+            anyhow::Ok(parsed.unwrap_or(default))
+        };
+        let burst = count("FIXBOT_RATE_LIMIT_BURST", file.rate_limit_burst.map(u64::from), "rate_limit_burst", 10)?;
+        let per_minute = count(
+            "FIXBOT_RATE_LIMIT_PER_MINUTE",
+            file.rate_limit_per_minute.map(u64::from),
+            "rate_limit_per_minute",
+            30,
+        )?;
+        let rate_limit = match (NonZeroU32::new(burst), NonZeroU32::new(per_minute)) {
+            (Some(burst), Some(per_minute)) => Some(RateLimit { burst, per_minute }),
+            _ => None,
+        };
+        let max_message_bytes = layers
+            .parse(
+                layers.pick(
+                    None,
+                    "FIXBOT_MAX_MESSAGE_BYTES",
+                    file.max_message_bytes.map(|bytes| bytes.to_string()),
+                    "max_message_bytes",
+                ),
+                "a number of bytes from 1024 to 16777216",
+                |text| text.parse::<usize>().ok().filter(|bytes| (1024..=16 << 20).contains(bytes)),
+            )?
+            .unwrap_or(64 * 1024);
 
         let telegram = match secret(env, "TELEGRAM_BOT_TOKEN")? {
             None => None,
@@ -319,7 +358,26 @@ impl Settings {
                         Updates::Webhook { url, secret }
                     }
                 };
-                let config = TelegramConfig { api_url, messages_per_second: rate, ..TelegramConfig::new(token) };
+                let request_timeout = layers
+                    .parse(
+                        layers.pick(
+                            None,
+                            "TELEGRAM_REQUEST_TIMEOUT",
+                            telegram.request_timeout,
+                            "telegram.request_timeout",
+                        ),
+                        "a duration like 10s",
+                        duration_seconds,
+                    )?
+                    .map_or(fixbot_telegram::DEFAULT_REQUEST_TIMEOUT, |seconds| {
+                        Duration::from_secs(seconds.unsigned_abs())
+                    });
+                let config = TelegramConfig {
+                    api_url,
+                    messages_per_second: rate,
+                    request_timeout,
+                    ..TelegramConfig::new(token)
+                };
                 Some((config, updates))
             }
         };
@@ -369,6 +427,8 @@ impl Settings {
             retention,
             shutdown_timeout: Duration::from_secs(shutdown_timeout.unsigned_abs()),
             watch_flows,
+            rate_limit,
+            max_message_bytes,
             telegram,
             discord,
             secrets,
@@ -427,6 +487,10 @@ mod tests {
         assert_eq!(settings.retention, 90 * 86_400);
         assert_eq!(settings.shutdown_timeout, Duration::from_secs(20));
         assert!(settings.watch_flows && settings.telegram.is_none() && settings.discord.is_none());
+        let limit = settings.rate_limit.unwrap();
+        assert_eq!((limit.burst.get(), limit.per_minute.get(), settings.max_message_bytes), (10, 30, 65_536));
+        let unlimited = resolve(Flags::default(), &[("FIXBOT_RATE_LIMIT_PER_MINUTE", "0")]).unwrap();
+        assert!(unlimited.rate_limit.is_none(), "0 turns the limit off");
         assert_eq!(settings.log_format, LogFormat::Human);
     }
 

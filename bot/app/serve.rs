@@ -53,8 +53,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // buttons, and buttons keep working across restarts.
     let secret = store.meta_or_insert("button_secret", &random_hex()).await.context("reading the button secret")?;
     let codec = ButtonCodec::new(secret.as_bytes());
-    let config = EngineConfig { idle_timeout: settings.idle_timeout, ..EngineConfig::default() };
-    let session = Arc::new(Session::new(store, flows, config));
+    let config = EngineConfig {
+        idle_timeout: settings.idle_timeout,
+        match_limit: settings.max_message_bytes,
+        ..EngineConfig::default()
+    };
+    let mut session = Session::new(store, flows, config);
+    if let Some(limit) = settings.rate_limit {
+        session = session.with_rate_limit(limit);
+    }
+    let session = Arc::new(session);
     let health = Health::new();
 
     // The listener comes first, so probes answer while front-ends connect.

@@ -99,6 +99,27 @@ pub struct Transition {
     pub diagnosis: Option<Diagnosed>,
 }
 
+impl Transition {
+    /// A transition that changes nothing and says `body`: an answer given
+    /// outside the engine, such as the notice to someone flooding the bot.
+    pub fn message(body: Markup) -> Transition {
+        Transition { replies: vec![Reply { body, choices: Vec::new(), case: 0, turn: 0 }], ..Transition::silence() }
+    }
+
+    /// A transition that changes nothing and says nothing.
+    pub fn silence() -> Transition {
+        Transition {
+            case: None,
+            changed: false,
+            replies: Vec::new(),
+            notice: None,
+            outcomes: Vec::new(),
+            handover: None,
+            diagnosis: None,
+        }
+    }
+}
+
 /// The verdict on a message that opened a case, by flow id.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -10,7 +10,7 @@
 //! - [`engine`]: the pure state machine. A case, an input and the time in,
 //!   the next case, the replies and the outcome records out.
 //! - [`session`]: runs the engine against a [`store::Store`], one message of
-//!   a conversation at a time.
+//!   a conversation at a time, and keeps floods out ([`flood`]).
 //! - [`markup`], [`text`], [`redact`]: what replies are made of, how user
 //!   text is cleaned and folded, and what is removed before anything is kept.
 //! - [`health`], [`metrics`]: what readiness probes and `/metrics` report.
@@ -21,6 +21,7 @@ pub mod button;
 pub mod case;
 pub mod command;
 pub mod engine;
+pub mod flood;
 pub mod flow;
 pub mod health;
 pub mod markup;

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub api_errors: IntCounterVec,
     /// Platform API calls made again after a failure, per platform.
     pub api_retries: IntCounterVec,
+    /// Messages dropped because their sender was flooding, per platform.
+    pub rate_limited: IntCounterVec,
     /// Store operations that failed.
     pub store_errors: IntCounter,
     /// Flow reloads, per result (`ok`, `refused`).
@@ -122,6 +124,12 @@ impl Metrics {
                 &registry,
                 "fixbot_platform_api_retries_total",
                 "Platform API calls made again after a failure.",
+                &["platform"],
+            ),
+            rate_limited: counters(
+                &registry,
+                "fixbot_rate_limited_total",
+                "Messages dropped because their sender was flooding.",
                 &["platform"],
             ),
             store_errors,

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use crate::case::ConversationKey;
 use crate::command::Command;
 use crate::engine::{self, Diagnosed, EngineConfig, Input, Transition};
+use crate::flood::{Allowance, Flood, RateLimit};
 use crate::flow::Flows;
 use crate::metrics::metrics;
 use crate::store::{Change, Purge, Purged, Receipt, Store, StoreError};
@@ -20,6 +21,8 @@ const MAX_ATTEMPTS: usize = 16;
 /// How long update receipts are kept: Telegram keeps an update for redelivery
 /// for at most a day.
 const RECEIPT_WINDOW: i64 = 24 * 60 * 60;
+/// Seconds after which a quiet person's rate-limit state is dropped.
+const QUIET_AFTER: u64 = 600;
 
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +42,21 @@ pub struct Session<S> {
     flows: RwLock<Arc<Flows>>,
     config: EngineConfig,
     locks: KeyLocks,
+    /// Per-person rate limiting, when configured.
+    flood: Option<Flood>,
 }
 
 impl<S: Store> Session<S> {
     /// A session over `store` with `flows`.
     pub fn new(store: S, flows: Arc<Flows>, config: EngineConfig) -> Session<S> {
-        Session { store, flows: RwLock::new(flows), config, locks: KeyLocks::default() }
+        Session { store, flows: RwLock::new(flows), config, locks: KeyLocks::default(), flood: None }
+    }
+
+    /// Limits how fast each person may write: past `limit`, one notice, then
+    /// their messages are dropped unanswered until they may write again.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Session<S> {
+        self.flood = Some(Flood::new(limit));
+        self
     }
 
     /// The flows in use now.
@@ -117,6 +129,14 @@ impl<S: Store> Session<S> {
     ) -> Result<Transition, SessionError> {
         let metrics = metrics();
         metrics.messages_received.with_label_values(&[key.platform.as_str()]).inc();
+        let allowance = self.flood.as_ref().map_or(Allowance::Pass, |flood| flood.check(&key.platform, &key.user));
+        if allowance != Allowance::Pass {
+            metrics.rate_limited.with_label_values(&[key.platform.as_str()]).inc();
+            return Ok(match allowance {
+                Allowance::Notice => Transition::message(self.flows().bot().messages.slow_down.render()),
+                _ => Transition::silence(),
+            });
+        }
         let result = self.apply(key, input, now, update_id).await;
         match &result {
             Ok(transition) => {
@@ -188,6 +208,9 @@ impl<S: Store> Session<S> {
     /// removed at the idle timeout: the person's next message closes such a
     /// case and says so.
     pub async fn purge(&self, now: i64, retention: i64) -> Result<Purged, StoreError> {
+        if let Some(flood) = &self.flood {
+            flood.forget_quiet(std::time::Duration::from_secs(QUIET_AFTER));
+        }
         let cut = now - retention;
         self.store.purge(Purge { cases_before: cut, receipts_before: now - RECEIPT_WINDOW, outcomes_before: cut }).await
     }

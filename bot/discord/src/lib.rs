@@ -532,6 +532,15 @@ impl<S: Store + 'static> Handler<S> {
                 tracing::debug!(%error, "removing old discord buttons failed");
             }
         }
+        if transition.replies.is_empty()
+            && let Reach::Interaction { token, original_open: true } = reach
+        {
+            // Nothing to say (a flood being ignored): close the deferred
+            // "thinking…" rather than leave it to time out as a failure.
+            if let Err(error) = self.retry(|| ctx.http.delete_original_interaction_response(token)).await {
+                tracing::debug!(%error, "closing a deferred discord response failed");
+            }
+        }
         for reply in &transition.replies {
             let parts = split(&reply.body);
             let count = parts.len();

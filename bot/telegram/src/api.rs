@@ -1,20 +1,96 @@
-//! Calls to the Bot API that Throttle does not cover. teloxide's Throttle
-//! paces and retries sends; edits and callback answers go through `Pacer`,
-//! which keeps them under Telegram's global and per-chat limits and waits out
-//! a 429's `retry_after`.
+//! How fixbot calls the Bot API when things go wrong. Every call goes
+//! through [`retry`]: a 429 is waited out for as long as Telegram asks, and a
+//! failure that may pass (the network, Telegram's 5xx, a timeout) is tried
+//! again after a growing pause, a few times at most. teloxide's Throttle
+//! paces sends; edits and callback answers, which it does not cover, go
+//! through [`Pacer`], which keeps them under Telegram's global and per-chat
+//! limits.
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::time::Duration;
 
+use fixbot_core::metrics::metrics;
 use teloxide::RequestError;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// Telegram allows about one call a second per chat.
 const CHAT_GAP: Duration = Duration::from_secs(1);
-/// Attempts before a call that keeps getting 429 is given up.
+/// Attempts of one call before it is given up.
 const ATTEMPTS: usize = 5;
+/// The first pause after a failure that may pass; it doubles each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// What kind of failure `error` is, as the metrics name it.
+pub(crate) fn kind(error: &RequestError) -> &'static str {
+    match error {
+        RequestError::RetryAfter(_) => "rate_limited",
+        // teloxide keeps no status code; a 5xx arrives as an unknown error
+        // with the HTTP reason as its description.
+        RequestError::Api(teloxide::ApiError::Unknown(description))
+            if ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout"]
+                .iter()
+                .any(|reason| description.starts_with(reason)) =>
+        {
+            "server"
+        }
+        RequestError::Api(_) | RequestError::MigrateToChatId(_) => "refused",
+        RequestError::Network(_) | RequestError::Io(_) => "network",
+        RequestError::InvalidJson { .. } => "server",
+    }
+}
+
+/// Whether a failed call may succeed when made again later: the network or
+/// Telegram itself failed, rather than Telegram refusing the request (a
+/// blocked bot, a deleted chat), which no retry would change.
+pub(crate) fn is_transient(error: &RequestError) -> bool {
+    kind(error) != "refused"
+}
+
+/// Counts a failed call in the metrics.
+pub(crate) fn count_error(error: &RequestError) {
+    metrics().api_errors.with_label_values(&[crate::PART, kind(error)]).inc();
+}
+
+/// Makes the call `request` builds until it succeeds, is refused, or the
+/// attempts run out; `before` runs before every attempt (to wait for a slot).
+/// A call retried after a network failure may have reached Telegram the
+/// first time; Telegram offers no way to tell, so a rare duplicate is the
+/// price of not losing the call.
+pub(crate) async fn retry<T, R, W>(before: impl Fn() -> W, request: impl Fn() -> R) -> Result<T, RequestError>
+where
+    R: IntoFuture<Output = Result<T, RequestError>>,
+    W: Future<Output = ()>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        before().await;
+        let error = match request().into_future().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        count_error(&error);
+        if attempt >= ATTEMPTS || !is_transient(&error) {
+            return Err(error);
+        }
+        attempt += 1;
+        metrics().api_retries.with_label_values(&[crate::PART]).inc();
+        let pause = match &error {
+            RequestError::RetryAfter(after) => after.duration(),
+            _ => {
+                let pause = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                pause
+            }
+        };
+        tracing::debug!(%error, ?pause, attempt, "telegram call failed; trying again");
+        tokio::time::sleep(pause).await;
+    }
+}
 
 /// Hands out call slots that respect the global and per-chat limits.
 #[derive(Debug)]
@@ -55,25 +131,11 @@ impl Pacer {
         tokio::time::sleep_until(slot).await;
     }
 
-    /// Makes the call built by `request` in a free slot, retrying after a
-    /// 429 for as long as Telegram asks (up to a few times).
+    /// Makes the call built by `request`, each attempt in a free slot.
     pub async fn call<T, R>(&self, chat: Option<i64>, request: impl Fn() -> R) -> Result<T, RequestError>
     where
         R: IntoFuture<Output = Result<T, RequestError>>,
     {
-        let mut attempt = 1;
-        loop {
-            self.wait(chat).await;
-            match request().into_future().await {
-                Err(RequestError::RetryAfter(after)) if attempt < ATTEMPTS => {
-                    attempt += 1;
-                    crate::count_error(&RequestError::RetryAfter(after));
-                    fixbot_core::metrics::metrics().api_retries.with_label_values(&[crate::PART]).inc();
-                    tracing::warn!(retry_after = ?after.duration(), "telegram asked to slow down");
-                    tokio::time::sleep(after.duration()).await;
-                }
-                result => return result,
-            }
-        }
+        retry(|| self.wait(chat), request).await
     }
 }

@@ -28,7 +28,7 @@ use teloxide::types::{
     AllowedUpdate, BotCommand, CallbackQueryId, ChatId, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup,
     MessageId, ParseMode, ReplyMarkup, ReplyParameters, Update,
 };
-use teloxide::{Bot, RequestError};
+use teloxide::{ApiError, Bot, RequestError};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
@@ -37,6 +37,13 @@ pub use render::{MAX_MESSAGE_UNITS, split, to_html};
 pub use webhook::{WEBHOOK_PATH, valid_secret};
 
 use api::Pacer;
+
+/// How much longer than a long poll's own timeout its client waits.
+const POLL_MARGIN: Duration = Duration::from_secs(15);
+
+/// How long one call may take: Telegram answers in well under a second
+/// when it is well.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Telegram's documented limit for messages in all, per second.
 pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 30;
@@ -64,6 +71,8 @@ pub struct TelegramConfig {
     /// Calls a second in all. Telegram allows about 30; a bot with paid
     /// broadcasts may send up to 1000.
     pub messages_per_second: u32,
+    /// How long one call may take before it is given up and tried again.
+    pub request_timeout: Duration,
     /// Where the front-end reports whether it takes updates, as [`PART`].
     pub health: Health,
 }
@@ -75,6 +84,7 @@ impl TelegramConfig {
             token: token.into(),
             api_url: None,
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             health: Health::default(),
         }
     }
@@ -89,6 +99,9 @@ pub enum TelegramError {
     /// Telegram refused or could not be reached at start (e.g. a wrong token).
     #[error("telegram: {0}")]
     Request(#[from] RequestError),
+    /// The HTTP client could not be built (its TLS roots, for one).
+    #[error("telegram: cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
 impl TelegramError {
@@ -96,7 +109,8 @@ impl TelegramError {
     /// rather than Telegram refusing (a wrong token), which no retry changes.
     pub fn is_transient(&self) -> bool {
         match self {
-            TelegramError::Request(error) => is_transient(error),
+            TelegramError::Request(error) => api::is_transient(error),
+            TelegramError::Client(_) => false,
         }
     }
 }
@@ -134,7 +148,8 @@ pub async fn connect<S: Store + 'static>(
     session: Arc<Session<S>>,
     codec: ButtonCodec,
 ) -> Result<Frontend<S>, TelegramError> {
-    let mut bot = Bot::new(config.token);
+    let client = teloxide::net::default_reqwest_settings().timeout(config.request_timeout).build()?;
+    let mut bot = Bot::with_client(config.token, client);
     if let Some(url) = config.api_url {
         bot = bot.set_api_url(url);
     }
@@ -163,7 +178,10 @@ impl<S: Store + 'static> Frontend<S> {
     /// Takes updates by long polling until `shutdown` completes; updates in
     /// flight are finished and their offset confirmed before it returns.
     pub async fn poll(&self, timeout: Duration, shutdown: impl Future<Output = ()>) -> Result<(), TelegramError> {
-        let bot = &self.telegram.bot;
+        // A long poll is held open by Telegram for `timeout`: the client of
+        // the other calls would give up on it first.
+        let client = teloxide::net::default_reqwest_settings().timeout(timeout + POLL_MARGIN).build()?;
+        let bot = &Bot::with_client(self.telegram.bot.token(), client).set_api_url(self.telegram.bot.api_url());
         // Polling and a webhook exclude each other; a leftover webhook would
         // make every getUpdates fail with 409.
         bot.delete_webhook().await?;
@@ -192,10 +210,26 @@ impl<S: Store + 'static> Frontend<S> {
                 }
                 Err(RequestError::RetryAfter(after)) => tokio::time::sleep(after.duration()).await,
                 Err(error) => {
-                    count_error(&error);
-                    let detail = format!("getUpdates failing: {}", kind(&error).replace('_', " "));
-                    self.telegram.health.set(PART, false, detail);
-                    tracing::warn!(%error, "telegram getUpdates failed; retrying");
+                    api::count_error(&error);
+                    let conflict = matches!(
+                        error,
+                        RequestError::Api(ApiError::TerminatedByOtherGetUpdates | ApiError::CantGetUpdates)
+                    );
+                    if conflict {
+                        // Telegram allows one poller per bot: another instance
+                        // (or a webhook) holds it. Keep asking, so this one
+                        // takes over when the other stops, and say so loudly.
+                        self.telegram.health.set(PART, false, "another instance or a webhook is taking the updates");
+                        tracing::error!(
+                            %error,
+                            "telegram refuses polling: another instance polls with this token or a webhook is set; \
+                             use one poller, or the webhook for several instances"
+                        );
+                    } else {
+                        let detail = format!("getUpdates failing: {}", api::kind(&error).replace('_', " "));
+                        self.telegram.health.set(PART, false, detail);
+                        tracing::warn!(%error, "telegram getUpdates failed; retrying");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
@@ -426,7 +460,7 @@ impl<S: Store + 'static> Telegram<S> {
                         self.prompts.lock().await.insert(key.clone(), (place.chat, sent));
                     }
                     Ok(_) => {}
-                    Err(error) => settled &= !is_transient(&error),
+                    Err(error) => settled &= !api::is_transient(&error),
                 }
                 // Only the first message quotes the user's.
                 place.reply_to = None;
@@ -442,59 +476,32 @@ impl<S: Store + 'static> Telegram<S> {
         body: &fixbot_core::markup::Markup,
         keyboard: Option<ReplyMarkup>,
     ) -> Result<MessageId, RequestError> {
-        let mut request = self.sender.send_message(place.chat, to_html(body)).parse_mode(ParseMode::Html);
-        if let Some(thread) = place.thread {
-            request = request.message_thread_id(thread);
-        }
-        if let Some(message) = place.reply_to {
-            request = request.reply_parameters(ReplyParameters::new(message).allow_sending_without_reply());
-        }
-        if let Some(keyboard) = keyboard {
-            request = request.reply_markup(keyboard);
-        }
-        match request.await {
+        let html = to_html(body);
+        let request = || {
+            let mut request = self.sender.send_message(place.chat, html.clone()).parse_mode(ParseMode::Html);
+            if let Some(thread) = place.thread {
+                request = request.message_thread_id(thread);
+            }
+            if let Some(message) = place.reply_to {
+                request = request.reply_parameters(ReplyParameters::new(message).allow_sending_without_reply());
+            }
+            if let Some(keyboard) = &keyboard {
+                request = request.reply_markup(keyboard.clone());
+            }
+            request
+        };
+        // Throttle paces the attempts; retry waits out what it does not.
+        match api::retry(|| async {}, request).await {
             Ok(message) => {
                 metrics().messages_sent.with_label_values(&[PART]).inc();
                 Ok(message.id)
             }
             Err(error) => {
-                count_error(&error);
                 tracing::warn!(%error, chat = place.chat.0, "telegram sendMessage failed");
                 Err(error)
             }
         }
     }
-}
-
-/// What kind of failure `error` is, as the metrics name it.
-fn kind(error: &RequestError) -> &'static str {
-    match error {
-        RequestError::RetryAfter(_) => "rate_limited",
-        // teloxide keeps no status code; a 5xx arrives as an unknown error
-        // with the HTTP reason as its description.
-        RequestError::Api(teloxide::ApiError::Unknown(description))
-            if ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout"]
-                .iter()
-                .any(|reason| description.starts_with(reason)) =>
-        {
-            "server"
-        }
-        RequestError::Api(_) | RequestError::MigrateToChatId(_) => "refused",
-        RequestError::Network(_) | RequestError::Io(_) => "network",
-        RequestError::InvalidJson { .. } => "server",
-    }
-}
-
-/// Counts a failed call in the metrics.
-pub(crate) fn count_error(error: &RequestError) {
-    metrics().api_errors.with_label_values(&[PART, kind(error)]).inc();
-}
-
-/// Whether a failed call may succeed when made again later: the network or
-/// Telegram itself failed, rather than Telegram refusing the request (a
-/// blocked bot, a deleted chat), which no retry would change.
-fn is_transient(error: &RequestError) -> bool {
-    kind(error) != "refused"
 }
 
 fn now() -> i64 {

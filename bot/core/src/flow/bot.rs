@@ -90,7 +90,7 @@ string_table! {
         outcome_not_fixed, outcome_skipped, platform_unknown, empty, no_words,
         not_understood, same_symptom, switch_offer, stay, back, at_first, skipped,
         nothing_to_skip, stopped, restarted, expired, resumed, flow_updated,
-        stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten,
+        stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten, slow_down,
     }
 }
 
