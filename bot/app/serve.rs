@@ -53,11 +53,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // buttons, and buttons keep working across restarts.
     let secret = store.meta_or_insert("button_secret", &random_hex()).await.context("reading the button secret")?;
     let codec = ButtonCodec::new(secret.as_bytes());
-    let config = EngineConfig {
-        idle_timeout: settings.idle_timeout,
-        match_limit: settings.max_message_bytes,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig { idle_timeout: settings.idle_timeout, match_limit: settings.max_message_bytes };
     let mut session = Session::new(store, flows, config);
     if let Some(limit) = settings.rate_limit {
         session = session.with_rate_limit(limit);
