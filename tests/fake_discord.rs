@@ -46,6 +46,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as WsRequest, Response as WsResponse};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
+use crate::fault_plan::{Fault, FaultPlan};
+
 /// The application id (also the id in interaction webhook paths).
 pub const APP_ID: u64 = 900;
 /// The bot user's id.
@@ -363,6 +365,8 @@ struct Inner {
     gateway_url: String,
     calls: Vec<Call>,
     posts: Vec<Post>,
+    /// Indexes into `posts` per channel, so a test with many people can follow one cheaply.
+    posts_by_channel: HashMap<u64, Vec<usize>>,
     messages: HashMap<u64, Msg>,
     channels: HashMap<u64, Chan>,
     /// user → DM channel.
@@ -376,6 +380,8 @@ struct Inner {
     /// Ids given to commands used while none are registered.
     synthetic_commands: HashMap<String, u64>,
     failures: Vec<Failure>,
+    /// Random faults on REST calls, when a test asked for them.
+    faults: Option<FaultPlan>,
     // The gateway.
     next_conn: u64,
     conns: HashMap<u64, Conn>,
@@ -882,6 +888,13 @@ impl FakeDiscord {
         self.shared.lock().posts.clone()
     }
 
+    /// The posts in `channel`, in order.
+    pub fn posts_in(&self, channel: u64) -> Vec<Post> {
+        let inner = self.shared.lock();
+        let indexes = inner.posts_by_channel.get(&channel).map(Vec::as_slice).unwrap_or_default();
+        indexes.iter().map(|&index| inner.posts[index].clone()).collect()
+    }
+
     /// The current buttons of a message, after edits (select menus are left out): `None` if
     /// the message is unknown.
     pub fn message_components(&self, channel: u64, message: u64) -> Option<Vec<Vec<Button>>> {
@@ -915,6 +928,18 @@ impl FakeDiscord {
     /// The commands registered for one scope: `None` global, `Some(guild)` that guild's.
     pub fn commands_in(&self, guild: Option<u64>) -> Vec<Value> {
         self.shared.lock().commands.get(&guild).cloned().unwrap_or_default()
+    }
+
+    /// From now on, REST calls fail at random as `plan` says (never a
+    /// timeout: serenity's client has none; never `/gateway`, the address of
+    /// the gateway).
+    pub fn inject_faults(&self, plan: FaultPlan) {
+        self.shared.lock().faults = Some(plan);
+    }
+
+    /// The fault plan as it stands: what was injected so far.
+    pub fn faults(&self) -> Option<FaultPlan> {
+        self.shared.lock().faults.clone()
     }
 
     /// The next request whose method is `method` (any case, "*" for any) and whose path
@@ -951,6 +976,29 @@ impl FakeDiscord {
 
 impl Inner {
     /// A snowflake: milliseconds since Discord's epoch shifted left 22, kept increasing.
+    /// A failure the fault plan draws for a call to `path`, if any. Interaction
+    /// callbacks are never rate limited, as on Discord.
+    fn random_failure(&mut self, path: &str) -> Option<Failure> {
+        // Where the gateway is: a client that cannot learn it falls back to
+        // Discord's own address, which a test cannot reach.
+        if path.starts_with("/gateway") {
+            return None;
+        }
+        let callback = path.starts_with("/interactions/");
+        let fault = self.faults.as_mut()?.draw(|fault| match fault {
+            Fault::RateLimited => !callback,
+            Fault::Server => true,
+            // serenity's client has no timeout, and a garbled body is
+            // Telegram's proxies' speciality.
+            Fault::Timeout | Fault::Garbage => false,
+        })?;
+        let status = match fault {
+            Fault::RateLimited => 429,
+            _ => 500 + 2 * u16::from(self.next_id().is_multiple_of(2)),
+        };
+        Some(Failure { method: "*".into(), prefix: String::new(), status, retry_after: Some(0.5) })
+    }
+
     fn next_id(&mut self) -> u64 {
         let ms = now_ms().saturating_sub(DISCORD_EPOCH_MS);
         self.last_id = (ms << 22).max(self.last_id + 1);
@@ -1773,6 +1821,11 @@ impl Inner {
         id
     }
 
+    fn push_post(&mut self, post: Post) {
+        self.posts_by_channel.entry(post.channel).or_default().push(self.posts.len());
+        self.posts.push(post);
+    }
+
     fn post_of(&mut self, message: u64, interaction: Option<u64>, allowed_mentions: Option<Value>) {
         let m = &self.messages[&message];
         let post = Post {
@@ -1785,7 +1838,7 @@ impl Inner {
             interaction,
             modal: None,
         };
-        self.posts.push(post);
+        self.push_post(post);
     }
 
     /// Applies an edit body to a stored message.
@@ -2056,7 +2109,7 @@ impl Inner {
             _ => unreachable!("filtered above"),
         }
         if let Some(modal) = post_modal {
-            self.posts.push(Post {
+            self.push_post(Post {
                 channel: place.channel,
                 message: 0,
                 content: String::new(),
@@ -3056,6 +3109,8 @@ async fn handle(
                     Err(ApiErr::new(401, 0, "401: Unauthorized"))
                 } else if let Some(position) = position {
                     let failure = inner.failures.remove(position);
+                    Err(injected(&failure))
+                } else if let Some(failure) = inner.random_failure(path) {
                     Err(injected(&failure))
                 } else {
                     match parsed {

@@ -28,6 +28,8 @@ use tokio::sync::Notify;
 /// Telegram's side of webhook mode, behind a load balancer.
 mod webhook;
 
+use crate::fault_plan::{Fault, FaultPlan};
+
 /// The bot's user id.
 pub const BOT_ID: i64 = 777;
 /// The bot's username, as used in group commands (`/fix@fixbot_test_bot`).
@@ -273,6 +275,10 @@ struct Inner {
     failures: VecDeque<(String, u16, Option<u32>)>,
     /// Injected delays: (lower-case method, how long), used first come first served.
     delays: VecDeque<(String, Duration)>,
+    /// Random faults on every call, when a test asked for them.
+    faults: Option<FaultPlan>,
+    /// How long a timeout fault holds the answer.
+    fault_timeout: Duration,
     /// (scope as JSON, language code) → commands.
     commands: BTreeMap<(String, String), Vec<(String, String)>>,
     webhook: Option<String>,
@@ -450,6 +456,20 @@ impl FakeTelegram {
     /// distant Telegram would; the call is carried out after the wait.
     pub fn delay_next(&self, method: &str, delay: Duration) {
         self.shared.lock().delays.push_back((method.to_ascii_lowercase(), delay));
+    }
+
+    /// From now on, calls fail at random as `plan` says. A timeout holds the answer for
+    /// `timeout`, which should exceed the client's own; long polls never time out (their
+    /// client waits longer than the poll), and no fault is carried out before it fails.
+    pub fn inject_faults(&self, plan: FaultPlan, timeout: Duration) {
+        let mut inner = self.shared.lock();
+        inner.faults = Some(plan);
+        inner.fault_timeout = timeout;
+    }
+
+    /// The fault plan as it stands: what was injected so far.
+    pub fn faults(&self) -> Option<FaultPlan> {
+        self.shared.lock().faults.clone()
     }
 
     /// The current inline keyboard of a message, after any edits: `None` if the message is
@@ -945,6 +965,19 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
+            let fault = {
+                let mut inner = shared.lock();
+                let timeout = inner.fault_timeout;
+                let polling = method == "getupdates";
+                inner
+                    .faults
+                    .as_mut()
+                    .and_then(|plan| plan.draw(|fault| !(polling && fault == Fault::Timeout)))
+                    .map(|f| (f, timeout))
+            };
+            if let Some((fault, timeout)) = fault {
+                return fault_response(&shared, fault, timeout, method, Ok(params.clone()), at).await;
+            }
             let injected = {
                 let mut inner = shared.lock();
                 let index = inner.failures.iter().position(|(m, _, _)| *m == method);
@@ -965,6 +998,37 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
     shared.lock().calls.push(Call { method, params, status, at });
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     (status, axum::Json(body)).into_response()
+}
+
+/// The answer to a call that a fault plan made fail, recorded like any call.
+async fn fault_response(
+    shared: &Shared,
+    fault: Fault,
+    timeout: Duration,
+    method: String,
+    params: Result<Value, String>,
+    at: Instant,
+) -> Response {
+    let (status, body) = match fault {
+        Fault::RateLimited => {
+            let error =
+                ApiErr { status: 429, description: "Too Many Requests: retry after 1".into(), retry_after: Some(1) };
+            (429, error.body())
+        }
+        Fault::Server => (500, ApiErr::new(500, "Internal Server Error").body()),
+        Fault::Timeout => {
+            tokio::time::sleep(timeout).await;
+            (504, ApiErr::new(504, "Gateway Timeout").body())
+        }
+        Fault::Garbage => (200, Value::String("<html>502 Bad Gateway</html>".into())),
+    };
+    let params = params.unwrap_or_else(|error| json!({ "unparsed": error }));
+    shared.lock().calls.push(Call { method, params, status, at });
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    match body {
+        Value::String(text) => (status, text).into_response(),
+        body => (status, axum::Json(body)).into_response(),
+    }
 }
 
 /// getUpdates: confirms updates below `offset`, then answers as soon as any are queued, or

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::fake_telegram::{Chat, FakeTelegram, User};
-use crate::support::{Server, free_address, root, spawn_serve};
+use crate::support::{Server, TcpProxy, free_address, root, spawn_serve};
 
 const WAIT: Duration = Duration::from_secs(30);
 const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not enough iCloud storage available.";
@@ -251,38 +251,6 @@ async fn sigterm_mid_message_answers_it_and_exits_zero() {
     assert_eq!(fake.sent_count(44), 1, "the message in flight was answered before the exit");
 }
 
-/// Forwards TCP connections to `target` until dropped; dropping it cuts them all.
-struct Proxy {
-    address: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    /// Forwards from 127.0.0.1:`port` (any free port for 0).
-    async fn start(target: SocketAddr, port: u16) -> Proxy {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Proxy { address, task }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        // Aborting the accept loop drops the JoinSet, which aborts every forward.
-        self.task.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_the_store_is_unreachable() {
     let Some(url) = crate::store_contract::postgres_url() else { return };
@@ -292,7 +260,7 @@ async fn readiness_fails_while_the_store_is_unreachable() {
     let parsed = url::Url::parse(&direct).unwrap();
     let target: SocketAddr =
         format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432)).parse().unwrap();
-    let proxy = Proxy::start(target, 0).await;
+    let proxy = TcpProxy::start(target, 0, 0, 0).await;
     let mut through = parsed.clone();
     through.set_port(Some(proxy.address.port())).unwrap();
     let fake = FakeTelegram::start().await;
@@ -309,7 +277,7 @@ async fn readiness_fails_while_the_store_is_unreachable() {
     assert_eq!(get(address, "/healthz").await.0, 200, "the process is alive all the same");
 
     // The store comes back on the same address: ready again.
-    let _proxy = Proxy::start(target, port).await;
+    let _proxy = TcpProxy::start(target, port, 0, 0).await;
     wait_for_status(address, "/readyz", 200).await;
 }
 

@@ -158,3 +158,71 @@ impl Server {
         assert!(status.is_ok_and(|status| status.success()), "kill -{signal} failed");
     }
 }
+
+/// Forwards TCP connections from 127.0.0.1 to `target` until dropped;
+/// dropping it cuts every connection. It can also cut connections at
+/// random, as a flaky network does: a chunk a client sends is then dropped
+/// with its connection instead of being forwarded.
+pub struct TcpProxy {
+    /// Where clients connect.
+    pub address: std::net::SocketAddr,
+    resets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Forwards from 127.0.0.1:`port` (any free port for 0) to `target`,
+    /// cutting `resets_per_mille` of the chunks clients send (drawn from `seed`).
+    pub async fn start(target: std::net::SocketAddr, port: u16, resets_per_mille: u64, seed: u64) -> TcpProxy {
+        use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("a port for the proxy");
+        let address = listener.local_addr().expect("a bound address");
+        let resets = std::sync::Arc::new(AtomicUsize::new(0));
+        let draws = std::sync::Arc::new(AtomicU64::new(seed | 1));
+        let counted = resets.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (resets, draws) = (counted.clone(), draws.clone());
+                connections.spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let (mut client_reads, mut client_writes) = inbound.into_split();
+                    let (mut server_reads, mut server_writes) = outbound.into_split();
+                    let back = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_reads, &mut client_writes).await;
+                    });
+                    let mut buffer = vec![0; 64 * 1024];
+                    while let Ok(read) = client_reads.read(&mut buffer).await {
+                        // A Weyl sequence through a multiplicative hash: cheap and spread.
+                        let step = draws.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+                        let draw = step.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                        if read == 0 || (draw >> 32) % 1000 < resets_per_mille {
+                            if read > 0 {
+                                resets.fetch_add(1, Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                        if server_writes.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                    }
+                    back.abort();
+                });
+            }
+        });
+        TcpProxy { address, resets, task }
+    }
+
+    /// Connections cut on purpose so far.
+    pub fn resets(&self) -> usize {
+        self.resets.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops the JoinSet, which aborts every forward.
+        self.task.abort();
+    }
+}

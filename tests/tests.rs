@@ -1,5 +1,7 @@
 //! fixbot's integration tests: one test binary, one module per area.
 
+/// Simulated people walking scripted cases, checked against the engine alone.
+mod simulated;
 /// Shared helpers: loading flows, running the binary, fixtures.
 mod support;
 
@@ -11,6 +13,8 @@ mod fake_discord_selftest;
 mod fake_telegram;
 /// The fake checked with teloxide's own client.
 mod fake_telegram_selftest;
+/// Random faults the fakes inject, from a seeded plan.
+mod fault_plan;
 
 /// The `fixbot` command line: check, diagnose, chat, bad input.
 mod cli;
@@ -20,6 +24,8 @@ mod corpus;
 mod discord;
 /// Engine behaviour on a small fixture flow set.
 mod engine;
+/// 1,000 messages through both front-ends while the platforms fail at random.
+mod faults;
 /// Two `fixbot serve` processes on one PostgreSQL behind the Telegram webhook, one killed.
 mod multi_instance;
 /// `fixbot serve` for operators: health, readiness, metrics, reload, signals, logs.

@@ -624,9 +624,13 @@ impl<S: Store + 'static> Handler<S> {
         buttons.chunks(5).map(|row| CreateActionRow::Buttons(row.to_vec())).collect()
     }
 
-    /// Makes a call, retrying 429s when serenity's own limiter is off.
+    /// Makes a call, retrying what may pass: a 5xx or a network failure
+    /// (after 250 ms, doubling), and a 429 while serenity's own limiter is
+    /// off (after 1 s, doubling: serenity's error does not carry Discord's
+    /// `retry_after`, and a route's wait is about a second). With the limiter
+    /// on, serenity waits out 429s per route and globally itself.
     async fn retry<T, F: Future<Output = serenity::Result<T>>>(&self, call: impl Fn() -> F) -> serenity::Result<T> {
-        let mut wait = Duration::from_secs(1);
+        let (mut server_wait, mut limit_wait) = (Duration::from_millis(250), Duration::from_secs(1));
         let mut attempt = 1;
         loop {
             if self.limit_ourselves {
@@ -639,23 +643,22 @@ impl<S: Store + 'static> Handler<S> {
                 tokio::time::sleep_until(slot).await;
             }
             let result = call().await;
-            if let Err(error) = &result {
-                metrics().api_errors.with_label_values(&[PART, kind(error)]).inc();
+            let Err(error) = &result else { return result };
+            let kind = kind(error);
+            metrics().api_errors.with_label_values(&[PART, kind]).inc();
+            let wait = match kind {
+                "rate_limited" if self.limit_ourselves => &mut limit_wait,
+                "server" | "network" => &mut server_wait,
+                _ => return result,
+            };
+            if attempt >= ATTEMPTS {
+                return result;
             }
-            match result {
-                Err(serenity::Error::Http(HttpError::UnsuccessfulRequest(response)))
-                    if self.limit_ourselves && response.status_code.as_u16() == 429 && attempt < ATTEMPTS =>
-                {
-                    // Serenity's error does not carry retry_after; Discord's
-                    // per-route waits are about a second, so start there.
-                    tracing::warn!(?wait, "discord asked to slow down");
-                    metrics().api_retries.with_label_values(&[PART]).inc();
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                    attempt += 1;
-                }
-                result => return result,
-            }
+            tracing::debug!(%error, ?wait, attempt, "discord call failed; trying again");
+            metrics().api_retries.with_label_values(&[PART]).inc();
+            tokio::time::sleep(*wait).await;
+            *wait *= 2;
+            attempt += 1;
         }
     }
 }

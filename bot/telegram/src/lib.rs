@@ -6,6 +6,7 @@
 
 mod api;
 mod incoming;
+mod polling;
 mod render;
 mod webhook;
 
@@ -22,15 +23,14 @@ use fixbot_core::session::Session;
 use fixbot_core::store::Store;
 use teloxide::adaptors::Throttle;
 use teloxide::adaptors::throttle::Limits;
-use teloxide::payloads::{AnswerCallbackQuerySetters as _, GetUpdatesSetters as _, SendMessageSetters as _};
+use teloxide::payloads::{AnswerCallbackQuerySetters as _, SendMessageSetters as _};
 use teloxide::requests::{Requester as _, RequesterExt as _};
 use teloxide::types::{
     AllowedUpdate, BotCommand, CallbackQueryId, ChatId, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup,
     MessageId, ParseMode, ReplyMarkup, ReplyParameters, Update,
 };
-use teloxide::{ApiError, Bot, RequestError};
+use teloxide::{Bot, RequestError};
 use tokio::sync::Mutex;
-use tokio::task::JoinSet;
 
 pub use incoming::{Incoming, Me, Place, read_update};
 pub use render::{MAX_MESSAGE_UNITS, split, to_html};
@@ -175,72 +175,6 @@ impl<S: Store + 'static> Frontend<S> {
         &self.telegram.me.username
     }
 
-    /// Takes updates by long polling until `shutdown` completes; updates in
-    /// flight are finished and their offset confirmed before it returns.
-    pub async fn poll(&self, timeout: Duration, shutdown: impl Future<Output = ()>) -> Result<(), TelegramError> {
-        // A long poll is held open by Telegram for `timeout`: the client of
-        // the other calls would give up on it first.
-        let client = teloxide::net::default_reqwest_settings().timeout(timeout + POLL_MARGIN).build()?;
-        let bot = &Bot::with_client(self.telegram.bot.token(), client).set_api_url(self.telegram.bot.api_url());
-        // Polling and a webhook exclude each other; a leftover webhook would
-        // make every getUpdates fail with 409.
-        bot.delete_webhook().await?;
-        tracing::info!(bot = %self.username(), "telegram front-end polling");
-        tokio::pin!(shutdown);
-        let mut offset: i32 = 0;
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let request = bot
-                .get_updates()
-                .offset(offset)
-                .timeout(timeout.as_secs() as u32)
-                .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
-            let updates = tokio::select! {
-                () = &mut shutdown => break,
-                updates = request => updates,
-            };
-            match updates {
-                Ok(updates) => {
-                    self.telegram.health.set(PART, true, "taking updates by long polling");
-                    backoff = Duration::from_millis(500);
-                    if let Some(last) = updates.last() {
-                        offset = last.id.0 as i32 + 1;
-                    }
-                    self.telegram.clone().handle_batch(updates).await;
-                }
-                Err(RequestError::RetryAfter(after)) => tokio::time::sleep(after.duration()).await,
-                Err(error) => {
-                    api::count_error(&error);
-                    let conflict = matches!(
-                        error,
-                        RequestError::Api(ApiError::TerminatedByOtherGetUpdates | ApiError::CantGetUpdates)
-                    );
-                    if conflict {
-                        // Telegram allows one poller per bot: another instance
-                        // (or a webhook) holds it. Keep asking, so this one
-                        // takes over when the other stops, and say so loudly.
-                        self.telegram.health.set(PART, false, "another instance or a webhook is taking the updates");
-                        tracing::error!(
-                            %error,
-                            "telegram refuses polling: another instance polls with this token or a webhook is set; \
-                             use one poller, or the webhook for several instances"
-                        );
-                    } else {
-                        let detail = format!("getUpdates failing: {}", api::kind(&error).replace('_', " "));
-                        self.telegram.health.set(PART, false, detail);
-                        tracing::warn!(%error, "telegram getUpdates failed; retrying");
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-        // Confirm the offset, so a restart does not fetch handled updates
-        // again (receipts would skip them, but there is no need).
-        let _ = bot.get_updates().offset(offset).timeout(0).limit(1).await;
-        Ok(())
-    }
-
     /// Asks Telegram to deliver updates to `url` with `secret` in the
     /// `X-Telegram-Bot-Api-Secret-Token` header, up to 100 at once
     /// (Telegram's most; its default of 40 would idle instances behind a
@@ -297,31 +231,6 @@ async fn register_commands<S: Store>(bot: &Bot, session: &Session<S>) {
 }
 
 impl<S: Store + 'static> Telegram<S> {
-    /// Handles a batch of updates: conversations concurrently, each one's
-    /// updates in order.
-    async fn handle_batch(self: Arc<Self>, updates: Vec<Update>) {
-        let mut queues: Vec<(ConversationKey, Vec<(u32, Incoming)>)> = Vec::new();
-        for update in &updates {
-            let Some(incoming) = read_update(update, &self.me) else { continue };
-            match queues.iter_mut().find(|(key, _)| key == incoming.key()) {
-                Some((_, queue)) => queue.push((update.id.0, incoming)),
-                None => queues.push((incoming.key().clone(), vec![(update.id.0, incoming)])),
-            }
-        }
-        let mut tasks = JoinSet::new();
-        for (_, queue) in queues {
-            let telegram = self.clone();
-            tasks.spawn(async move {
-                for (id, incoming) in queue {
-                    // An answer that could not be sent stays pending in the
-                    // store; polling has no redelivery to send it with.
-                    telegram.handle(id, incoming).await;
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-    }
-
     /// Handles one update and sends its answer; `false` when the answer
     /// could not be sent and may be on a later delivery of the update.
     async fn handle(&self, update_id: u32, incoming: Incoming) -> bool {
