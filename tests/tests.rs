@@ -28,6 +28,8 @@ mod engine;
 mod faults;
 /// Two `fixbot serve` processes on one PostgreSQL behind the Telegram webhook, one killed.
 mod multi_instance;
+/// Sanitising and redaction end to end: hostile text, the notice, what is kept.
+mod redaction;
 /// `fixbot serve` for operators: health, readiness, metrics, reload, signals, logs.
 mod serve;
 /// The session: per-conversation ordering and compare-and-set retries.

@@ -14,6 +14,10 @@ use crate::matcher::Verdict;
 use crate::redact::redact;
 use crate::text::{has_words, sanitize, truncate};
 
+/// Bytes past the match limit that redaction still reads, longer than any
+/// single datum it looks for, so none is cut in half and half kept.
+const REDACT_OVERLAP: usize = 512;
+
 /// Tunables that are operations' business rather than content's.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -332,13 +336,23 @@ impl Run<'_> {
 
     fn diagnose(&mut self, text: &str) {
         let messages = &self.flows.bot().messages;
-        let cut = truncate(text, self.config.match_limit);
+        let limit = self.config.match_limit;
+        let cut = truncate(text, limit);
         if cut.len() < text.len() {
-            self.say(&messages.cut, &[("limit", &self.config.match_limit.to_string())]);
+            self.say(&messages.cut, &[("limit", &limit.to_string())]);
         }
-        let redacted = redact(cut);
+        // Redact a little past the cut, then cut the result: an address
+        // straddling the limit is still whole when redaction sees it.
+        let mut redacted = redact(truncate(text, limit.saturating_add(REDACT_OVERLAP)));
+        redacted.text = sanitize(truncate(&redacted.text, limit));
         let diagnosis = self.flows.diagnose(&redacted.text);
         debug_assert_eq!(sanitize(&redacted.text), redacted.text);
+        // The user hears what was taken out, by kind only: the data itself
+        // is never echoed, and the notice shares the reply's message.
+        if !redacted.removed.is_empty() {
+            let removed = self.flows.bot().personal_data.list(&redacted.removed);
+            self.say(&messages.removed, &[("removed", &removed)]);
+        }
         let at = self.position();
 
         if let Some(at) = at {

@@ -6,22 +6,58 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
 /// Removes what must never be matched, stored or echoed: control characters,
-/// bidi overrides and zero-width characters. Line breaks survive as `\n`,
-/// tabs become spaces, and the result is trimmed.
+/// bidi controls and every invisible (default-ignorable) character. Line
+/// breaks of any kind become `\n`, tabs become spaces, and the result is
+/// trimmed.
+///
+/// Invisible characters are dropped rather than turned into spaces because
+/// they are how text is smuggled past filters: `a\u{200B}nn@icloud.com` must
+/// reach redaction as one address.
 pub fn sanitize(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
-    for c in input.chars() {
+    let mut chars = input.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
-            '\n' => out.push('\n'),
+            '\n' | '\u{2028}' | '\u{2029}' | '\u{85}' => out.push('\n'),
+            // `\r\n` is one break; a lone `\r` (old Mac files) is one too,
+            // so the words on either side do not run together.
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\r' => out.push('\n'),
             '\t' => out.push(' '),
-            // U+FEFF is the byte-order mark; the others are the invisible
-            // format characters used to smuggle text past moderators.
-            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' => {}
-            c if c.is_control() => {}
+            c if is_invisible(c) || c.is_control() => {}
             c => out.push(c),
         }
     }
     out.trim().to_owned()
+}
+
+/// Whether `c` is a format or default-ignorable character: it shows nothing
+/// (or only steers how its neighbours show) yet is a character to a regex.
+/// The list is Unicode's `Default_Ignorable_Code_Point` in full (which holds
+/// every bidi control), the interlinear annotation controls, and the Braille
+/// blank, which renders as nothing and is used as invisible padding too.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'                       // soft hyphen
+        | '\u{34F}'                    // combining grapheme joiner
+        | '\u{61C}'                    // Arabic letter mark (bidi)
+        | '\u{115F}' | '\u{1160}'       // Hangul choseong and jungseong fillers
+        | '\u{17B4}' | '\u{17B5}'       // Khmer inherent vowels
+        | '\u{180B}'..='\u{180F}'      // Mongolian variation selectors, vowel separator
+        | '\u{200B}'..='\u{200F}'      // zero-width space, (non-)joiner, LRM, RLM
+        | '\u{202A}'..='\u{202E}'      // bidi embeddings and overrides
+        | '\u{2060}'..='\u{206F}'      // word joiner, invisible operators, bidi isolates, deprecated formats
+        | '\u{2800}'                   // Braille blank
+        | '\u{3164}'                   // Hangul filler
+        | '\u{FE00}'..='\u{FE0F}'      // variation selectors
+        | '\u{FEFF}'                   // byte-order mark, zero-width no-break space
+        | '\u{FFA0}'                   // halfwidth Hangul filler
+        | '\u{FFF0}'..='\u{FFFB}'      // interlinear annotation controls and unassigned specials
+        | '\u{1BCA0}'..='\u{1BCA3}'    // shorthand format controls
+        | '\u{1D173}'..='\u{1D17A}'    // musical symbol format controls
+        | '\u{E0000}'..='\u{E0FFF}' // tags, variation selectors supplement
+    )
 }
 
 /// Produces the form every matcher runs over: compatibility-decomposed with
@@ -109,6 +145,12 @@ mod tests {
     fn sanitize_drops_invisible_and_control_characters() {
         let input = "a\u{202E}b\u{200B}c\u{7}\r\nd\te\u{FEFF}";
         assert_eq!(sanitize(input), "abc\nd e");
+        let isolates = "\u{2066}x\u{2069}\u{2067}y\u{2068}\u{61C}z\u{180E}";
+        assert_eq!(sanitize(isolates), "xyz");
+        let tags = "flag\u{E0067}\u{E0062}\u{E007F} ok\u{FE0F}\u{E0100}";
+        assert_eq!(sanitize(tags), "flag ok");
+        assert_eq!(sanitize("one\rtwo\u{2028}three\u{85}four"), "one\ntwo\nthree\nfour");
+        assert_eq!(sanitize("\u{3164}\u{2800} a\u{AD}b\u{34F} "), "ab");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::Problems;
 use crate::command::Command;
 use crate::markup::Template;
+use crate::redact::Kind;
 use crate::text::squash;
 use crate::yaml::{Spanned, line_of};
 
@@ -90,8 +91,101 @@ string_table! {
         outcome_not_fixed, outcome_skipped, platform_unknown, empty, no_words,
         not_understood, same_symptom, switch_offer, stay, back, at_first, skipped,
         nothing_to_skip, stopped, restarted, expired, resumed, flow_updated,
-        stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten, slow_down,
+        stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten, slow_down, removed,
     }
+}
+
+/// Longest name of a kind of personal data, so that the notice naming
+/// several of them stays one short line.
+const MAX_PHRASE_CHARS: usize = 60;
+
+fn to_phrase(text: &str) -> Result<String, String> {
+    let phrase = text.trim();
+    match phrase.chars().count() {
+        0 => Err("phrase is empty".to_owned()),
+        n if n > MAX_PHRASE_CHARS => Err(format!("phrase has {n} characters, at most {MAX_PHRASE_CHARS}")),
+        _ => Ok(phrase.to_owned()),
+    }
+}
+
+string_table! {
+    /// What the `removed` notice calls each kind of personal data.
+    RawKindNames => KindNames<String> via to_phrase {
+        email, phone, name, user, imei, iccid, serial, device_id, card, password, token, url, ip,
+    }
+}
+
+impl KindNames {
+    /// The words for one kind. The match is exhaustive, so a new kind
+    /// cannot ship without a field here and its words in `_bot.yaml`.
+    pub fn of(&self, kind: Kind) -> &str {
+        match kind {
+            Kind::Email => &self.email,
+            Kind::Phone => &self.phone,
+            Kind::Name => &self.name,
+            Kind::User => &self.user,
+            Kind::Imei => &self.imei,
+            Kind::Iccid => &self.iccid,
+            Kind::Serial => &self.serial,
+            Kind::DeviceId => &self.device_id,
+            Kind::Card => &self.card,
+            Kind::Password => &self.password,
+            Kind::Token => &self.token,
+            Kind::Url => &self.url,
+            Kind::Ip => &self.ip,
+        }
+    }
+}
+
+/// How the bot names the personal data it removed from a message.
+#[derive(Debug, Clone)]
+pub struct PersonalData {
+    /// The words for each kind.
+    pub kinds: KindNames,
+    /// Between two items of a list but the last two (", ").
+    pub separator: String,
+    /// Between the last two items (" and ").
+    pub last_separator: String,
+}
+
+impl PersonalData {
+    /// Names `kinds` as one list: "a", "a and b", "a, b and c".
+    pub fn list(&self, kinds: &[Kind]) -> String {
+        let mut text = String::new();
+        for (index, kind) in kinds.iter().enumerate() {
+            if index > 0 {
+                text.push_str(if index + 1 == kinds.len() { &self.last_separator } else { &self.separator });
+            }
+            text.push_str(self.kinds.of(*kind));
+        }
+        text
+    }
+
+    fn from_raw(raw: RawPersonalData, problems: &mut Problems) -> Option<PersonalData> {
+        // Separators are kept as written: their spaces are the point.
+        let mut separator = |spanned: &Spanned<String>, name: &str| {
+            if spanned.value.is_empty() {
+                problems.push(line_of(spanned), format!("`personal_data.{name}` is empty"));
+            }
+            spanned.value.clone()
+        };
+        let between = separator(&raw.separator, "separator");
+        let last = separator(&raw.last_separator, "last_separator");
+        let kinds = KindNames::from_raw(raw.kinds, problems)?;
+        (!between.is_empty() && !last.is_empty()).then_some(PersonalData {
+            kinds,
+            separator: between,
+            last_separator: last,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPersonalData {
+    kinds: RawKindNames,
+    separator: Spanned<String>,
+    last_separator: Spanned<String>,
 }
 
 /// What a whole message can mean when it is one of the configured words.
@@ -129,6 +223,8 @@ pub struct Bot {
     pub labels: Labels,
     /// Sentences.
     pub messages: Messages,
+    /// Names of the kinds of personal data, for the `removed` notice.
+    pub personal_data: PersonalData,
     words: HashMap<String, Word>,
 }
 
@@ -141,6 +237,7 @@ pub struct RawBot {
     words: RawWords,
     labels: RawLabels,
     messages: RawMessages,
+    personal_data: RawPersonalData,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,7 +309,14 @@ impl Bot {
             }
         }
         let labels = Labels::from_raw(raw.labels, problems);
+        let removed_line = line_of(&raw.messages.removed);
         let messages = Messages::from_raw(raw.messages, problems);
+        if let Some(messages) = &messages
+            && !messages.removed.slots().any(|(name, _)| name == "removed")
+        {
+            problems.push(removed_line, "`removed`: the notice must name what was removed with a `{removed}` slot");
+        }
+        let personal_data = PersonalData::from_raw(raw.personal_data, problems);
         let bot = (|| {
             Some(Bot {
                 settings: Settings {
@@ -224,6 +328,7 @@ impl Bot {
                 },
                 labels: labels?,
                 messages: messages?,
+                personal_data: personal_data?,
                 words,
             })
         })();
