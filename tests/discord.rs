@@ -25,13 +25,13 @@ const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not 
 const WAIT: Duration = Duration::from_secs(20);
 const GUILD: u64 = 5000;
 
-struct Harness {
+pub(crate) struct Harness {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl Harness {
-    async fn start(fake: &FakeDiscord, store: AnyStore, guilds: Vec<u64>) -> Harness {
+    pub(crate) async fn start(fake: &FakeDiscord, store: AnyStore, guilds: Vec<u64>) -> Harness {
         Harness::start_with(fake, store, DiscordConfig { guild_ids: guilds, ..DiscordConfig::default() }).await
     }
 
@@ -49,13 +49,13 @@ impl Harness {
         Harness { stop: Some(stop), task }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(WAIT, self.task).await.expect("the front-end stops").unwrap();
     }
 }
 
-fn memory() -> AnyStore {
+pub(crate) fn memory() -> AnyStore {
     AnyStore::Memory(MemoryStore::new())
 }
 

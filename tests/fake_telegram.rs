@@ -480,6 +480,11 @@ impl FakeTelegram {
         Some(message.markup.as_ref().map(buttons_of).unwrap_or_default())
     }
 
+    /// The current entities of a message (Telegram's MessageEntity objects), after edits.
+    pub fn entities_of(&self, chat_id: i64, message_id: i64) -> Vec<Value> {
+        self.shared.lock().messages.get(&(chat_id, message_id)).map(|m| m.entities.clone()).unwrap_or_default()
+    }
+
     /// The current plain text of a message, after any edits.
     pub fn text_of(&self, chat_id: i64, message_id: i64) -> Option<String> {
         self.shared.lock().messages.get(&(chat_id, message_id)).map(|m| m.text.clone())

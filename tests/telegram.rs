@@ -22,14 +22,14 @@ const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The front-end running in-process against a fake.
-struct Harness {
+pub(crate) struct Harness {
     fake: FakeTelegram,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl Harness {
-    async fn start(fake: &FakeTelegram, store: AnyStore) -> Harness {
+    pub(crate) async fn start(fake: &FakeTelegram, store: AnyStore) -> Harness {
         let session = Arc::new(Session::new(store, shipped_flows(), EngineConfig::default()));
         let frontend = fixbot_telegram::connect(config(fake), session, ButtonCodec::new(b"test secret")).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -49,7 +49,7 @@ impl Harness {
         self.fake.sent()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(WAIT, self.task).await.expect("the front-end stops").unwrap();
     }
@@ -63,7 +63,7 @@ fn sends(calls: &[Call]) -> usize {
     calls.iter().filter(|call| call.method == "sendmessage" && call.status == 200).count()
 }
 
-fn memory() -> AnyStore {
+pub(crate) fn memory() -> AnyStore {
     AnyStore::Memory(fixbot_store::MemoryStore::new())
 }
 

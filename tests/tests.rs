@@ -26,6 +26,8 @@ mod discord;
 mod engine;
 /// 1,000 messages through both front-ends while the platforms fail at random.
 mod faults;
+/// The hostile-input corpus and forged buttons through both front-ends.
+mod hostile;
 /// Two `fixbot serve` processes on one PostgreSQL behind the Telegram webhook, one killed.
 mod multi_instance;
 /// Sanitising and redaction end to end: hostile text, the notice, what is kept.
