@@ -28,7 +28,8 @@ fn corpus() -> Vec<(String, String)> {
             (entry["name"].as_str().unwrap().to_owned(), entry["text"].as_str().unwrap().to_owned())
         })
         .collect();
-    let paste = "Not enough iCloud storage. ".repeat(1 << 20 / 27 + 1);
+    let paste = "Not enough iCloud storage. ".repeat((1 << 20) / 27 + 1);
+    assert!(paste.len() >= 1 << 20);
     corpus.push(("1 MiB paste".to_owned(), paste));
     // Bytes from a fixed generator, read as a client would send them: invalid
     // UTF-8 becomes U+FFFD.
