@@ -28,6 +28,8 @@ mod engine;
 mod faults;
 /// The hostile-input corpus and forged buttons through both front-ends.
 mod hostile;
+/// The matcher fires exactly what the regex crate finds.
+mod matcher;
 /// Two `fixbot serve` processes on one PostgreSQL behind the Telegram webhook, one killed.
 mod multi_instance;
 /// Sanitising and redaction end to end: hostile text, the notice, what is kept.

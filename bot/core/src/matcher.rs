@@ -1,23 +1,42 @@
-//! Diagnosis: every pattern compiled at load into one `RegexSet` per flow
-//! (and one for the platform words), each run once over the folded message;
-//! scores per flow, vetoes, and a verdict. Ties and weak scores become a
-//! clarifying question, never a guess.
+//! Diagnosis: which patterns fire on the folded message, scores per flow,
+//! vetoes, and a verdict. Ties and weak scores become a clarifying question,
+//! never a guess.
 //!
-//! Why a set per flow and not one for everything: with some 300 patterns in
-//! one unanchored set, every lazy-DFA state carries hundreds of NFA states and
-//! each new message spends milliseconds building states. Fourteen smaller sets
-//! give the same verdicts 2.4 times faster (see ARCHITECTURE.md).
+//! How patterns are run (see ARCHITECTURE.md for the measurements): every
+//! pattern gets a lazy DFA of its own, and one Aho-Corasick automaton holds
+//! the literals that every match of a pattern starts with (its prefixes, as
+//! `regex-syntax` extracts them), or failing that ends with. One pass of the
+//! automaton over the message finds where patterns can match; a pattern is
+//! run only there, anchored at each place its prefix occurs, so its DFA
+//! never tracks every possible start at once (which is what made one
+//! unanchored set over everything, or a set per flow, slow: patterns like
+//! `backup.{0,100}icloud` blow up into huge states). The few patterns
+//! without usable literals are run unanchored on every message.
 
 use std::collections::BTreeMap;
 
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::nfa::thompson;
+use regex_automata::util::pool::Pool;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use crate::flow::{Platform, Settings};
 use crate::markup::MAX_SLOT_CHARS;
 use crate::text::fold;
 
-/// Compiled-program budget: generous, since all flows share one set.
+/// Compiled-program budget of one pattern.
 const SIZE_LIMIT: usize = 64 << 20;
+/// How much one pattern's lazy DFA may cache before it starts over.
+const CACHE_CAPACITY: usize = 8 << 20;
+/// Literals shorter than this are too common to narrow anything down.
+const MIN_LITERAL: usize = 3;
+/// At most this many literals per pattern; past it the extractor shortens
+/// them (still prefixes of every match) until they fit.
+const MAX_LITERALS: usize = 48;
 
 /// What a pattern counts towards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,17 +119,85 @@ impl Diagnosis {
 }
 
 /// All patterns of all flows, compiled once at load.
-#[derive(Debug)]
 pub struct Matcher {
-    /// One set per run of patterns with the same flow (or the platform
-    /// words), with the index of its first pattern.
-    sets: Vec<(usize, RegexSet)>,
+    /// Each pattern's DFA and where it may start, by pattern index.
+    patterns: Vec<Compiled>,
+    /// The literals of every pattern that has usable ones.
+    literals: AhoCorasick,
+    /// The pattern each literal belongs to.
+    literal_owner: Vec<u32>,
+    /// Patterns without usable literals: run on every message.
+    everywhere: Vec<usize>,
+    /// One lazy-DFA cache per pattern, per thread diagnosing at once.
+    caches: Pool<
+        Vec<Cache>,
+        Box<dyn Fn() -> Vec<Cache> + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe>,
+    >,
     owners: Vec<Owner>,
     sources: Vec<String>,
     /// Only patterns with named groups are compiled a second time, for captures.
     capturing: Vec<Option<Regex>>,
     flow_count: usize,
     settings: Settings,
+}
+
+impl std::fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matcher").field("patterns", &self.sources.len()).finish_non_exhaustive()
+    }
+}
+
+/// One pattern, ready to run.
+struct Compiled {
+    dfa: DFA,
+    /// Where its literals say it may match.
+    anchor: Anchor,
+}
+
+/// What a pattern's literals tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    /// Every match starts with one: run anchored where one starts.
+    Prefix,
+    /// Every match ends with one: when one occurs, run once, unanchored.
+    Suffix,
+    /// None usable: run unanchored on every message.
+    None,
+}
+
+/// Why the patterns could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A pattern did not compile.
+    #[error("regex `{pattern}`: {reason}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The literal automaton could not be built.
+    #[error("literal prefilter: {0}")]
+    Literals(#[from] aho_corasick::BuildError),
+}
+
+/// The literals (lower-cased) that every match of `hir` starts with
+/// (`Prefix`) or ends with (`Suffix`), if they are few and long enough to be
+/// worth looking for.
+fn literals(hir: &regex_syntax::hir::Hir, kind: ExtractKind) -> Option<Vec<Vec<u8>>> {
+    let mut extractor = Extractor::new();
+    extractor.kind(kind).limit_total(MAX_LITERALS);
+    let mut seq = extractor.extract(hir);
+    seq.dedup();
+    let literals = seq.literals()?;
+    let shortest = literals.iter().map(|literal| literal.as_bytes().len()).min()?;
+    if shortest < MIN_LITERAL {
+        return None;
+    }
+    let mut literals: Vec<Vec<u8>> = literals.iter().map(|literal| literal.as_bytes().to_ascii_lowercase()).collect();
+    literals.sort_unstable();
+    literals.dedup();
+    Some(literals)
 }
 
 /// Checks one pattern on its own: it parses, it is written in the folded
@@ -147,44 +234,142 @@ pub fn check_pattern(source: &str) -> Result<(), String> {
 
 /// Patterns run over bytes with Unicode classes off: the folded text is
 /// (nearly) ASCII, and ASCII-only `\\w`, `[^.]` and case folding keep the
-/// automaton small enough for the lazy DFA, an order of magnitude faster.
+/// automata small.
 fn compile(source: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(source).case_insensitive(true).unicode(false).size_limit(SIZE_LIMIT).build()
 }
 
 impl Matcher {
-    /// Compiles every pattern into one set. Patterns are assumed to have
-    /// passed [`check_pattern`]; the error is for the set as a whole.
-    pub fn build(specs: Vec<PatternSpec>, flow_count: usize, settings: &Settings) -> Result<Matcher, regex::Error> {
-        let group = |owner: &Owner| match *owner {
-            Owner::Match { flow, .. } | Owner::Veto { flow } => Some(flow),
-            Owner::Platform(_) => None,
-        };
-        let mut sets = Vec::new();
-        let mut first = 0;
-        for run in specs.chunk_by(|a, b| group(&a.owner) == group(&b.owner)) {
-            let set = RegexSetBuilder::new(run.iter().map(|spec| &spec.source))
-                .case_insensitive(true)
+    /// Compiles every pattern and the literal automaton. Patterns are
+    /// assumed to have passed [`check_pattern`].
+    pub fn build(specs: Vec<PatternSpec>, flow_count: usize, settings: &Settings) -> Result<Matcher, BuildError> {
+        let failed = |pattern: &str, reason: String| BuildError::Pattern { pattern: pattern.to_owned(), reason };
+        let mut patterns = Vec::with_capacity(specs.len());
+        let (mut all_literals, mut literal_owner, mut everywhere) = (Vec::new(), Vec::new(), Vec::new());
+        for (index, spec) in specs.iter().enumerate() {
+            // Literals come from the pattern as written (case-sensitive), and
+            // the automaton matches them ignoring ASCII case, as the DFA does.
+            let hir = regex_syntax::ParserBuilder::new()
                 .unicode(false)
-                .size_limit(SIZE_LIMIT)
-                .dfa_size_limit(SIZE_LIMIT)
-                .build()?;
-            sets.push((first, set));
-            first += run.len();
+                .utf8(false)
+                .build()
+                .parse(&spec.source)
+                .map_err(|error| failed(&spec.source, error.to_string()))?;
+            let toggles_case = spec.source.contains("(?-i") || spec.source.contains("(?i");
+            let found = if toggles_case {
+                None
+            } else if let Some(literals) = literals(&hir, ExtractKind::Prefix) {
+                Some((Anchor::Prefix, literals))
+            } else {
+                literals(&hir, ExtractKind::Suffix).map(|literals| (Anchor::Suffix, literals))
+            };
+            let anchor = match found {
+                Some((anchor, literals)) => {
+                    literal_owner.extend(std::iter::repeat_n(index as u32, literals.len()));
+                    all_literals.extend(literals);
+                    anchor
+                }
+                None => {
+                    everywhere.push(index);
+                    Anchor::None
+                }
+            };
+            let dfa = DFA::builder()
+                .syntax(syntax::Config::new().case_insensitive(true).unicode(false).utf8(false))
+                .thompson(thompson::Config::new().which_captures(thompson::WhichCaptures::None))
+                .configure(DFA::config().cache_capacity(CACHE_CAPACITY).skip_cache_capacity_check(true))
+                .build(&spec.source)
+                .map_err(|error| failed(&spec.source, error.to_string()))?;
+            patterns.push(Compiled { dfa, anchor });
         }
+        let literals = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .build(&all_literals)?;
         let mut capturing = Vec::with_capacity(specs.len());
         for spec in &specs {
             let has_names = spec.source.contains("(?P<") || spec.source.contains("(?<");
-            capturing.push(if has_names { Some(compile(&spec.source)?) } else { None });
+            let regex = if has_names {
+                Some(compile(&spec.source).map_err(|error| failed(&spec.source, error.to_string()))?)
+            } else {
+                None
+            };
+            capturing.push(regex);
         }
+        let dfas: Vec<DFA> = patterns.iter().map(|pattern| pattern.dfa.clone()).collect();
+        let create: Box<dyn Fn() -> Vec<Cache> + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe> =
+            Box::new(move || dfas.iter().map(DFA::create_cache).collect());
         Ok(Matcher {
-            sets,
+            patterns,
+            literals,
+            literal_owner,
+            everywhere,
+            caches: Pool::new(create),
             owners: specs.iter().map(|spec| spec.owner).collect(),
             sources: specs.into_iter().map(|spec| spec.source).collect(),
             capturing,
             flow_count,
             settings: settings.clone(),
         })
+    }
+
+    /// The indices of the patterns that match `haystack`, in order.
+    fn fired(&self, haystack: &[u8]) -> Vec<usize> {
+        let mut caches = self.caches.get();
+        let mut fired = vec![false; self.patterns.len()];
+        // (pattern, start): where each pattern may match; `u32::MAX` for
+        // anywhere. Sorted, each place is tried once and in pattern order.
+        let mut places: Vec<(u32, u32)> = self
+            .literals
+            .find_overlapping_iter(haystack)
+            .map(|found| {
+                let pattern = self.literal_owner[found.pattern().as_usize()];
+                let start = match self.patterns[pattern as usize].anchor {
+                    Anchor::Prefix => found.start() as u32,
+                    Anchor::Suffix | Anchor::None => u32::MAX,
+                };
+                (pattern, start)
+            })
+            .chain(self.everywhere.iter().map(|&pattern| (pattern as u32, u32::MAX)))
+            .collect();
+        places.sort_unstable();
+        places.dedup();
+        for (pattern, start) in places {
+            let pattern = pattern as usize;
+            if fired[pattern] {
+                continue;
+            }
+            let input = match start {
+                u32::MAX => Input::new(haystack).earliest(true),
+                start => Input::new(haystack).range(start as usize..).anchored(Anchored::Yes).earliest(true),
+            };
+            // The DFA only gives up past the cache capacity for a search; the
+            // regex crate would then fall back to a slower engine, and so do we.
+            fired[pattern] = match self.patterns[pattern].dfa.try_search_fwd(&mut caches[pattern], &input) {
+                Ok(found) => found.is_some(),
+                Err(_) => self.fallback(pattern, haystack, start),
+            };
+        }
+        fired.iter().enumerate().filter(|(_, fired)| **fired).map(|(index, _)| index).collect()
+    }
+
+    /// Runs pattern `index` with the regex crate, when its lazy DFA gave up.
+    fn fallback(&self, index: usize, haystack: &[u8], start: u32) -> bool {
+        let Ok(regex) = compile(&self.sources[index]) else { return false };
+        match start {
+            u32::MAX => regex.is_match(haystack),
+            start => regex.find_at(haystack, start as usize).is_some_and(|found| found.start() == start as usize),
+        }
+    }
+
+    /// How many patterns there are.
+    pub fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Whether there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
     }
 
     /// The source and owner of pattern `index`, for explaining a diagnosis.
@@ -195,10 +380,7 @@ impl Matcher {
     /// Diagnoses a message with one pass of the set over its folded form.
     pub fn diagnose(&self, text: &str) -> Diagnosis {
         let folded = fold(text);
-        let mut fired = Vec::new();
-        for (first, set) in &self.sets {
-            fired.extend(set.matches(folded.as_bytes()).into_iter().map(|index| first + index));
-        }
+        let fired = self.fired(folded.as_bytes());
         let mut scores = vec![0u32; self.flow_count];
         let mut vetoed = vec![false; self.flow_count];
         let (mut ios, mut android) = (false, false);
