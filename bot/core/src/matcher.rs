@@ -33,10 +33,11 @@ const SIZE_LIMIT: usize = 64 << 20;
 /// How much one pattern's lazy DFA may cache before it starts over.
 const CACHE_CAPACITY: usize = 8 << 20;
 /// Literals shorter than this are too common to narrow anything down.
-const MIN_LITERAL: usize = 3;
+const MIN_LITERAL: usize = 2;
 /// At most this many literals per pattern; past it the extractor shortens
-/// them (still prefixes of every match) until they fit.
-const MAX_LITERALS: usize = 48;
+/// them (still prefixes of every match) until they fit. A pattern whose
+/// literals come out too short under the first limit tries the next.
+const MAX_LITERALS: [usize; 3] = [48, 256, 1024];
 
 /// What a pattern counts towards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,10 +123,11 @@ impl Diagnosis {
 pub struct Matcher {
     /// Each pattern's DFA and where it may start, by pattern index.
     patterns: Vec<Compiled>,
-    /// The literals of every pattern that has usable ones.
+    /// The literals of every pattern that has usable ones, each once.
     literals: AhoCorasick,
-    /// The pattern each literal belongs to.
-    literal_owner: Vec<u32>,
+    /// The patterns of literal `i`: `literal_owners[literal_starts[i]..literal_starts[i + 1]]`.
+    literal_starts: Vec<u32>,
+    literal_owners: Vec<u32>,
     /// Patterns without usable literals: run on every message.
     everywhere: Vec<usize>,
     /// One lazy-DFA cache per pattern, per thread diagnosing at once.
@@ -185,8 +187,13 @@ pub enum BuildError {
 /// (`Prefix`) or ends with (`Suffix`), if they are few and long enough to be
 /// worth looking for.
 fn literals(hir: &regex_syntax::hir::Hir, kind: ExtractKind) -> Option<Vec<Vec<u8>>> {
+    MAX_LITERALS.iter().find_map(|&limit| literals_within(hir, kind.clone(), limit))
+}
+
+/// Like [`literals`], with at most `limit` of them.
+fn literals_within(hir: &regex_syntax::hir::Hir, kind: ExtractKind, limit: usize) -> Option<Vec<Vec<u8>>> {
     let mut extractor = Extractor::new();
-    extractor.kind(kind).limit_total(MAX_LITERALS);
+    extractor.kind(kind).limit_total(limit);
     let mut seq = extractor.extract(hir);
     seq.dedup();
     let literals = seq.literals()?;
@@ -245,7 +252,9 @@ impl Matcher {
     pub fn build(specs: Vec<PatternSpec>, flow_count: usize, settings: &Settings) -> Result<Matcher, BuildError> {
         let failed = |pattern: &str, reason: String| BuildError::Pattern { pattern: pattern.to_owned(), reason };
         let mut patterns = Vec::with_capacity(specs.len());
-        let (mut all_literals, mut literal_owner, mut everywhere) = (Vec::new(), Vec::new(), Vec::new());
+        // Each literal once, with every pattern it stands for.
+        let mut owners_of: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
+        let mut everywhere = Vec::new();
         for (index, spec) in specs.iter().enumerate() {
             // Literals come from the pattern as written (case-sensitive), and
             // the automaton matches them ignoring ASCII case, as the DFA does.
@@ -265,8 +274,9 @@ impl Matcher {
             };
             let anchor = match found {
                 Some((anchor, literals)) => {
-                    literal_owner.extend(std::iter::repeat_n(index as u32, literals.len()));
-                    all_literals.extend(literals);
+                    for literal in literals {
+                        owners_of.entry(literal).or_default().push(index as u32);
+                    }
                     anchor
                 }
                 None => {
@@ -285,7 +295,13 @@ impl Matcher {
         let literals = AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(&all_literals)?;
+            .build(owners_of.keys())?;
+        let mut literal_starts = vec![0u32];
+        let mut literal_owners = Vec::new();
+        for owners in owners_of.values() {
+            literal_owners.extend(owners);
+            literal_starts.push(literal_owners.len() as u32);
+        }
         let mut capturing = Vec::with_capacity(specs.len());
         for spec in &specs {
             let has_names = spec.source.contains("(?P<") || spec.source.contains("(?<");
@@ -302,7 +318,8 @@ impl Matcher {
         Ok(Matcher {
             patterns,
             literals,
-            literal_owner,
+            literal_starts,
+            literal_owners,
             everywhere,
             caches: Pool::new(create),
             owners: specs.iter().map(|spec| spec.owner).collect(),
@@ -322,13 +339,17 @@ impl Matcher {
         let mut places: Vec<(u32, u32)> = self
             .literals
             .find_overlapping_iter(haystack)
-            .map(|found| {
-                let pattern = self.literal_owner[found.pattern().as_usize()];
-                let start = match self.patterns[pattern as usize].anchor {
-                    Anchor::Prefix => found.start() as u32,
-                    Anchor::Suffix | Anchor::None => u32::MAX,
-                };
-                (pattern, start)
+            .flat_map(|found| {
+                let literal = found.pattern().as_usize();
+                let owners = &self.literal_owners
+                    [self.literal_starts[literal] as usize..self.literal_starts[literal + 1] as usize];
+                owners.iter().map(move |&pattern| {
+                    let start = match self.patterns[pattern as usize].anchor {
+                        Anchor::Prefix => found.start() as u32,
+                        Anchor::Suffix | Anchor::None => u32::MAX,
+                    };
+                    (pattern, start)
+                })
             })
             .chain(self.everywhere.iter().map(|&pattern| (pattern as u32, u32::MAX)))
             .collect();
