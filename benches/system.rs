@@ -107,7 +107,11 @@ pub fn webhook_latency(figures: &mut Vec<Figure>) {
         for index in 0..UPDATES {
             ticks.tick().await;
             let chat = 1_000_000 + index;
-            let id = telegram.text(Chat::private(chat), User { id: chat, language: "en" }, &corpus[index as usize % corpus.len()]);
+            let id = telegram.text(
+                Chat::private(chat),
+                User { id: chat, language: "en" },
+                &corpus[index as usize % corpus.len()],
+            );
             let body = telegram.update(id).to_string();
             sent_at.insert(chat, Instant::now());
             let (client, url) = (client.clone(), url.clone());
@@ -131,8 +135,10 @@ pub fn webhook_latency(figures: &mut Vec<Figure>) {
                 answered.entry(chat).or_insert(call.at);
             }
         }
-        let mut latencies: Vec<Duration> =
-            sent_at.iter().filter_map(|(chat, sent)| Some(answered.get(chat)?.saturating_duration_since(*sent))).collect();
+        let mut latencies: Vec<Duration> = sent_at
+            .iter()
+            .filter_map(|(chat, sent)| Some(answered.get(chat)?.saturating_duration_since(*sent)))
+            .collect();
         latencies.sort();
         latencies
     });

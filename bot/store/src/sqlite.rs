@@ -1,8 +1,14 @@
 //! `SqliteStore`: cases and the outcome log in one SQLite file, in WAL mode
 //! with full sync, so a case survives a crash or `kill -9` at any point.
+//! Changes go through one writer that commits them in groups (`writer.rs`);
+//! cases are cached, so most messages read nothing.
 
+mod writer;
+
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
@@ -12,6 +18,8 @@ use sqlx::Sqlite;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::mpsc;
+use writer::{Commit, Job};
 
 /// The schema, one migration per entry, applied in order at open. Never
 /// edit an entry that has shipped; add a new one.
@@ -55,10 +63,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX receipts_subject ON receipts (subject);",
 ];
 
+/// Cases cached at most; past it the cache starts over.
+const MAX_CACHED: usize = 100_000;
+
 /// Cases and outcomes in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads, and the writes outside cases (meta, forget, purge).
     pool: SqlitePool,
+    /// Case changes and delivery confirmations, committed in groups.
+    writer: mpsc::UnboundedSender<Job>,
+    /// Cases as last read or written here, with their versions: most
+    /// messages then need no read. A case changed by another process is
+    /// caught by compare-and-set, and read again.
+    cache: Arc<Mutex<HashMap<ConversationKey, Stored>>>,
 }
 
 fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -77,43 +95,51 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(backend)?;
-        let store = SqliteStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        migrate(&pool).await?;
+        let (writer, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(pool.acquire().await.map_err(backend)?, jobs));
+        Ok(SqliteStore { pool, writer, cache: Arc::default() })
     }
 
-    /// Closes the pool, waiting for the connections in use.
+    /// Finishes the writes queued, then closes the connections once the
+    /// operations in flight are done.
     pub async fn close(&self) {
+        let _ = self.writer.send(Job::Stop);
         self.pool.close().await;
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationKey, Stored>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Brings the schema up to date.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(backend)?;
+    if applied as usize > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt {
+            key: "schema".to_owned(),
+            reason: format!("the database has schema version {applied}, newer than this fixbot knows"),
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
+            .bind(index as i64 + 1)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(backend)?;
-        if applied as usize > MIGRATIONS.len() {
-            return Err(StoreError::Corrupt {
-                key: "schema".to_owned(),
-                reason: format!("the database has schema version {applied}, newer than this fixbot knows"),
-            });
-        }
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-            sqlx::raw_sql(*migration).execute(&mut *tx).await.map_err(backend)?;
-            sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
-                .bind(index as i64 + 1)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
     }
+    tx.commit().await.map_err(backend)
 }
 
 /// A query on one conversation's row: `?1`..`?4` are the key columns, so
@@ -124,6 +150,9 @@ fn keyed<'q>(sql: &'static str, key: &'q ConversationKey) -> Query<'q, Sqlite, S
 
 impl Store for SqliteStore {
     async fn get(&self, key: &ConversationKey) -> Result<Option<Stored>, StoreError> {
+        if let Some(stored) = self.cache().get(key) {
+            return Ok(Some(stored.clone()));
+        }
         let row = keyed(
             "SELECT version, state FROM cases WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4",
             key,
@@ -136,78 +165,42 @@ impl Store for SqliteStore {
         let state: String = row.try_get("state").map_err(backend)?;
         let case: Case = serde_json::from_str(&state)
             .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
-        Ok(Some(Stored { case, version: version as u64 }))
+        let stored = Stored { case, version: version as u64 };
+        let mut cache = self.cache();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key.clone(), stored.clone());
+        Ok(Some(stored))
     }
 
     async fn commit(&self, key: &ConversationKey, change: Change<'_>) -> Result<(), StoreError> {
         let Change { expected, case, outcomes, receipt } = change;
-        // IMMEDIATE takes the write lock up front, so the version check and
-        // the write cannot interleave with another connection's.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        if let Some(receipt) = receipt {
-            let inserted = sqlx::query(
-                "INSERT INTO receipts (id, at, subject, delivery) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(receipt.id)
-            .bind(receipt.at)
-            .bind(receipt.subject as i64)
-            .bind(receipt.delivery)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(StoreError::Duplicate);
+        let commit = Commit {
+            key: key.clone(),
+            expected,
+            case: case.map(|case| Ok::<_, StoreError>((encode(case)?, case.updated_at))).transpose()?,
+            outcomes: outcomes.to_vec(),
+            receipt: receipt
+                .map(|receipt| (receipt.id.to_owned(), receipt.at, receipt.subject, receipt.delivery.to_owned())),
+        };
+        let result = writer::send(&self.writer, |reply| Job::Commit(commit, reply)).await;
+        let mut cache = self.cache();
+        match (result, case) {
+            (Ok(Some(version)), Some(case)) => {
+                cache.insert(key.clone(), Stored { case: case.clone(), version });
+                Ok(())
+            }
+            (Ok(_), _) => {
+                cache.remove(key);
+                Ok(())
+            }
+            (Err(error), _) => {
+                // Whatever the store holds now, it is not what was cached.
+                cache.remove(key);
+                Err(error)
             }
         }
-        let query = match (expected, case) {
-            (None, None) => {
-                keyed("SELECT 1 FROM cases WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4", key)
-            }
-            (None, Some(case)) => keyed(
-                "INSERT INTO cases (platform, chat, thread, user, version, updated_at, state)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT DO NOTHING",
-                key,
-            )
-            .bind(case.updated_at)
-            .bind(encode(case)?),
-            (Some(version), Some(case)) => keyed(
-                "UPDATE cases SET version = version + 1, updated_at = ?5, state = ?6
-                 WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4 AND version = ?7",
-                key,
-            )
-            .bind(case.updated_at)
-            .bind(encode(case)?)
-            .bind(version as i64),
-            (Some(version), None) => keyed(
-                "DELETE FROM cases WHERE platform = ?1 AND chat = ?2 AND thread = ?3 AND user = ?4 AND version = ?5",
-                key,
-            )
-            .bind(version as i64),
-        };
-        let applied = match (expected, case) {
-            // Nothing stored before or after: the check is that nothing is stored now.
-            (None, None) => query.fetch_optional(&mut *tx).await.map_err(backend)?.is_none(),
-            _ => query.execute(&mut *tx).await.map_err(backend)?.rows_affected() == 1,
-        };
-        if !applied {
-            // Dropping the transaction rolls it back.
-            return Err(StoreError::Conflict);
-        }
-        for record in outcomes {
-            sqlx::query("INSERT INTO outcomes (case_id, subject, at, symptom, flow, step, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(record.case_id as i64)
-                .bind(record.subject as i64)
-                .bind(record.at)
-                .bind(&record.symptom)
-                .bind(&record.flow)
-                .bind(&record.step)
-                .bind(record.outcome.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
     }
 
     async fn pending_delivery(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -221,12 +214,7 @@ impl Store for SqliteStore {
     }
 
     async fn confirm_delivery(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE receipts SET delivery = NULL WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        writer::send(&self.writer, |reply| Job::Confirm(id.to_owned(), reply)).await
     }
 
     async fn purge(&self, purge: Purge) -> Result<Purged, StoreError> {
@@ -240,6 +228,7 @@ impl Store for SqliteStore {
             outcomes: delete("DELETE FROM outcomes WHERE at < ?", purge.outcomes_before).await?,
         };
         tx.commit().await.map_err(backend)?;
+        self.cache().clear();
         Ok(purged)
     }
 
@@ -265,6 +254,7 @@ impl Store for SqliteStore {
             .map_err(backend)?
             .rows_affected();
         tx.commit().await.map_err(backend)?;
+        self.cache().retain(|key, _| !(key.platform == platform && key.user == user));
         Ok(cases + outcomes + receipts)
     }
 

@@ -1,10 +1,11 @@
 //! How fixbot calls the Bot API when things go wrong. Every call goes
 //! through [`retry`]: a 429 is waited out for as long as Telegram asks, and a
 //! failure that may pass (the network, Telegram's 5xx, a timeout) is tried
-//! again after a growing pause, a few times at most. teloxide's Throttle
-//! paces sends; edits and callback answers, which it does not cover, go
-//! through [`Pacer`], which keeps them under Telegram's global and per-chat
-//! limits.
+//! again after a growing pause, a few times at most. Every call also waits
+//! for a slot from [`Pacer`], which keeps fixbot under Telegram's limits: in
+//! all, per chat, and per group. (teloxide's Throttle would do the pacing,
+//! but its worker wakes four times a second, adding up to 250 ms to every
+//! answer.)
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
@@ -15,8 +16,11 @@ use teloxide::RequestError;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// Telegram allows about one call a second per chat.
+/// Telegram allows about one message a second per chat…
 const CHAT_GAP: Duration = Duration::from_secs(1);
+/// …and 20 a minute in a group.
+const GROUP_WINDOW: Duration = Duration::from_secs(60);
+const GROUP_PER_WINDOW: usize = 20;
 /// Attempts of one call before it is given up.
 const ATTEMPTS: usize = 5;
 /// The first pause after a failure that may pass; it doubles each time.
@@ -103,7 +107,15 @@ pub struct Pacer {
 #[derive(Debug, Default)]
 struct Slots {
     global: Option<Instant>,
-    chats: HashMap<i64, Instant>,
+    /// Per chat: the earliest next slot, and in groups the slots of the
+    /// last minute.
+    chats: HashMap<i64, Chat>,
+}
+
+#[derive(Debug, Default)]
+struct Chat {
+    next: Option<Instant>,
+    recent: std::collections::VecDeque<Instant>,
 }
 
 impl Pacer {
@@ -113,16 +125,30 @@ impl Pacer {
     }
 
     /// Waits for the next free slot for `chat` (or only the global one).
+    /// Groups and supergroups (negative ids) also get at most 20 a minute.
     async fn wait(&self, chat: Option<i64>) {
         let slot = {
             let mut slots = self.slots.lock().await;
             let now = Instant::now();
             let mut slot = slots.global.map_or(now, |next| next.max(now));
-            if let Some(chat) = chat {
-                slot = slots.chats.get(&chat).map_or(slot, |next| (*next).max(slot));
-                slots.chats.insert(chat, slot + CHAT_GAP);
+            if let Some(id) = chat {
+                let chat = slots.chats.entry(id).or_default();
+                slot = chat.next.map_or(slot, |next| next.max(slot));
+                if id < 0 {
+                    while chat.recent.front().is_some_and(|at| *at + GROUP_WINDOW <= slot) {
+                        chat.recent.pop_front();
+                    }
+                    if chat.recent.len() >= GROUP_PER_WINDOW
+                        && let Some(oldest) = chat.recent.front()
+                    {
+                        slot = slot.max(*oldest + GROUP_WINDOW);
+                        chat.recent.pop_front();
+                    }
+                    chat.recent.push_back(slot);
+                }
+                chat.next = Some(slot + CHAT_GAP);
                 if slots.chats.len() > 4096 {
-                    slots.chats.retain(|_, next| *next > now);
+                    slots.chats.retain(|_, chat| chat.next.is_some_and(|next| next > now) || !chat.recent.is_empty());
                 }
             }
             slots.global = Some(slot + self.global_gap);
@@ -137,5 +163,35 @@ impl Pacer {
         R: IntoFuture<Output = Result<T, RequestError>>,
     {
         retry(|| self.wait(chat), request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_keep_each_limit() {
+        let pacer = Pacer::new(30);
+        let start = Instant::now();
+        let mut slots = Vec::new();
+        for _ in 0..3 {
+            pacer.wait(Some(7)).await;
+            slots.push(start.elapsed());
+        }
+        assert_eq!(slots, [Duration::ZERO, CHAT_GAP, CHAT_GAP * 2], "one a second in a chat");
+        // Another chat only waits for the global gap.
+        let before = Instant::now();
+        pacer.wait(Some(8)).await;
+        assert!(before.elapsed() <= Duration::from_millis(34));
+        // A group gets 20 in the first minute, then waits for the window.
+        let group = Pacer::new(1000);
+        let start = Instant::now();
+        for _ in 0..GROUP_PER_WINDOW {
+            group.wait(Some(-100)).await;
+        }
+        assert!(start.elapsed() < GROUP_WINDOW);
+        group.wait(Some(-100)).await;
+        assert!(start.elapsed() >= GROUP_WINDOW, "the 21st message waits for the minute: {:?}", start.elapsed());
     }
 }

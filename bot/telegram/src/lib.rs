@@ -21,10 +21,8 @@ use fixbot_core::health::Health;
 use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
-use teloxide::adaptors::Throttle;
-use teloxide::adaptors::throttle::Limits;
 use teloxide::payloads::{AnswerCallbackQuerySetters as _, SendMessageSetters as _};
-use teloxide::requests::{Requester as _, RequesterExt as _};
+use teloxide::requests::Requester as _;
 use teloxide::types::{
     AllowedUpdate, BotCommand, CallbackQueryId, ChatId, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup,
     MessageId, ParseMode, ReplyMarkup, ReplyParameters, Update,
@@ -47,19 +45,6 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Telegram's documented limit for messages in all, per second.
 pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 30;
-
-/// Telegram's documented limits: 1 message a second per chat, 20 a minute
-/// per group, `overall` a second in all. Throttle's default allows
-/// supergroups only 10 a minute, which would slow a busy support group for
-/// nothing.
-fn limits(overall: u32) -> Limits {
-    Limits {
-        messages_per_sec_chat: 1,
-        messages_per_min_chat: 20,
-        messages_per_min_channel_or_supergroup: 20,
-        messages_per_sec_overall: overall,
-    }
-}
 
 /// How the front-end reaches Telegram.
 #[derive(Debug, Clone)]
@@ -120,10 +105,13 @@ impl TelegramError {
 struct Telegram<S> {
     me: Me,
     bot: Bot,
-    sender: Throttle<Bot>,
     session: Arc<Session<S>>,
     codec: ButtonCodec,
+    /// Slots for sending messages.
     pacer: Pacer,
+    /// Slots for edits and callback answers, a lane of their own so that
+    /// taking a keyboard off never delays the answer that follows.
+    edits: Pacer,
     health: Health,
     /// The latest message with buttons per conversation, so its keyboard can
     /// be removed once the case moves on. Lost on restart, which is fine:
@@ -158,11 +146,11 @@ pub async fn connect<S: Store + 'static>(
     register_commands(&bot, &session).await;
     let telegram = Telegram {
         me,
-        sender: bot.clone().throttle(limits(config.messages_per_second)),
         bot,
         session,
         codec,
         pacer: Pacer::new(config.messages_per_second),
+        edits: Pacer::new(config.messages_per_second),
         health: config.health,
         prompts: Mutex::new(HashMap::new()),
     };
@@ -282,7 +270,7 @@ impl<S: Store + 'static> Telegram<S> {
             },
         };
         // Answer first: the user's spinner stops at once, whatever follows.
-        let answer = self.pacer.call(None, || {
+        let answer = self.edits.call(None, || {
             let request = self.bot.answer_callback_query(query.clone());
             match &notice {
                 Some(text) => request.text(text.clone()),
@@ -331,7 +319,7 @@ impl<S: Store + 'static> Telegram<S> {
                     continue;
                 }
                 cleared.push((chat, message));
-                let result = self.pacer.call(Some(chat.0), || self.bot.edit_message_reply_markup(chat, message)).await;
+                let result = self.edits.call(Some(chat.0), || self.bot.edit_message_reply_markup(chat, message)).await;
                 if let Err(error) = result {
                     tracing::debug!(%error, "removing an old keyboard failed");
                 }
@@ -378,7 +366,7 @@ impl<S: Store + 'static> Telegram<S> {
         settled
     }
 
-    /// Sends one message; Throttle paces it and retries a 429.
+    /// Sends one message in a free slot, retrying a 429 and passing failures.
     async fn send(
         &self,
         place: Place,
@@ -387,7 +375,7 @@ impl<S: Store + 'static> Telegram<S> {
     ) -> Result<MessageId, RequestError> {
         let html = to_html(body);
         let request = || {
-            let mut request = self.sender.send_message(place.chat, html.clone()).parse_mode(ParseMode::Html);
+            let mut request = self.bot.send_message(place.chat, html.clone()).parse_mode(ParseMode::Html);
             if let Some(thread) = place.thread {
                 request = request.message_thread_id(thread);
             }
@@ -399,8 +387,7 @@ impl<S: Store + 'static> Telegram<S> {
             }
             request
         };
-        // Throttle paces the attempts; retry waits out what it does not.
-        match api::retry(|| async {}, request).await {
+        match self.pacer.call(Some(place.chat.0), request).await {
             Ok(message) => {
                 metrics().messages_sent.with_label_values(&[PART]).inc();
                 Ok(message.id)
