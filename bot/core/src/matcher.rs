@@ -119,6 +119,15 @@ impl Diagnosis {
     }
 }
 
+/// Makes one thread's (empty) set of caches.
+type CacheFactory =
+    Box<dyn Fn() -> Vec<Option<Cache>> + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe>;
+
+/// A pool whose threads start with no cache at all.
+fn cache_pool(patterns: usize) -> Pool<Vec<Option<Cache>>, CacheFactory> {
+    Pool::new(Box::new(move || (0..patterns).map(|_| None).collect()))
+}
+
 /// All patterns of all flows, compiled once at load.
 pub struct Matcher {
     /// Each pattern's DFA and where it may start, by pattern index.
@@ -130,15 +139,17 @@ pub struct Matcher {
     literal_owners: Vec<u32>,
     /// Patterns without usable literals: run on every message.
     everywhere: Vec<usize>,
-    /// One lazy-DFA cache per pattern, per thread diagnosing at once.
-    caches: Pool<
-        Vec<Cache>,
-        Box<dyn Fn() -> Vec<Cache> + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe>,
-    >,
+    /// One lazy-DFA cache per pattern, per thread diagnosing at once, each
+    /// made the first time its pattern runs: most patterns never run on most
+    /// messages, and 300 empty caches alone would hold 20 MB.
+    caches: Pool<Vec<Option<Cache>>, CacheFactory>,
     owners: Vec<Owner>,
     sources: Vec<String>,
     /// Only patterns with named groups are compiled a second time, for captures.
     capturing: Vec<Option<Regex>>,
+    /// The regex crate's engine for a pattern whose lazy DFA gave up,
+    /// compiled the first time that happens.
+    fallbacks: Vec<std::sync::OnceLock<Option<Regex>>>,
     flow_count: usize,
     settings: Settings,
 }
@@ -312,16 +323,14 @@ impl Matcher {
             };
             capturing.push(regex);
         }
-        let dfas: Vec<DFA> = patterns.iter().map(|pattern| pattern.dfa.clone()).collect();
-        let create: Box<dyn Fn() -> Vec<Cache> + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe> =
-            Box::new(move || dfas.iter().map(DFA::create_cache).collect());
         Ok(Matcher {
             patterns,
             literals,
             literal_starts,
             literal_owners,
             everywhere,
-            caches: Pool::new(create),
+            caches: cache_pool(specs.len()),
+            fallbacks: specs.iter().map(|_| std::sync::OnceLock::new()).collect(),
             owners: specs.iter().map(|spec| spec.owner).collect(),
             sources: specs.into_iter().map(|spec| spec.source).collect(),
             capturing,
@@ -366,7 +375,9 @@ impl Matcher {
             };
             // The DFA only gives up past the cache capacity for a search; the
             // regex crate would then fall back to a slower engine, and so do we.
-            fired[pattern] = match self.patterns[pattern].dfa.try_search_fwd(&mut caches[pattern], &input) {
+            let dfa = &self.patterns[pattern].dfa;
+            let cache = caches[pattern].get_or_insert_with(|| dfa.create_cache());
+            fired[pattern] = match dfa.try_search_fwd(cache, &input) {
                 Ok(found) => found.is_some(),
                 Err(_) => self.fallback(pattern, haystack, start),
             };
@@ -376,11 +387,20 @@ impl Matcher {
 
     /// Runs pattern `index` with the regex crate, when its lazy DFA gave up.
     fn fallback(&self, index: usize, haystack: &[u8], start: u32) -> bool {
-        let Ok(regex) = compile(&self.sources[index]) else { return false };
+        let Some(regex) = self.fallbacks[index].get_or_init(|| compile(&self.sources[index]).ok()) else {
+            return false;
+        };
         match start {
             u32::MAX => regex.is_match(haystack),
             start => regex.find_at(haystack, start as usize).is_some_and(|found| found.start() == start as usize),
         }
+    }
+
+    /// Drops every cache the searches so far have grown (the checks made
+    /// at load run every example once; a bot that has just started should
+    /// not carry what they grew).
+    pub fn release_caches(&mut self) {
+        self.caches = cache_pool(self.patterns.len());
     }
 
     /// How many patterns there are.

@@ -185,7 +185,7 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         return Err(FlowErrors(problems.all));
     };
 
-    let matcher = Matcher::build(specs.into_iter().map(|(_, spec)| spec).collect(), parsed.len(), &bot.settings)
+    let mut matcher = Matcher::build(specs.into_iter().map(|(_, spec)| spec).collect(), parsed.len(), &bot.settings)
         .map_err(|error| {
             problems.set_file(&dir);
             problems.push(0, format!("the patterns together are too large to compile: {error}"));
@@ -195,6 +195,7 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
     if problems.count() > 0 {
         return Err(FlowErrors(problems.all));
     }
+    matcher.release_caches();
     let by_id = flows.iter().enumerate().map(|(index, flow)| (flow.id.clone(), index)).collect();
     Ok(Flows { flows, by_id, bot, matcher })
 }
