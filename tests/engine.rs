@@ -347,3 +347,29 @@ fn start_greets_or_resumes() {
     assert!(reply.contains("Welcome back") && reply.contains("Beta step one."), "{reply}");
     assert!(matches!(chat.case.as_ref().unwrap().phase, Phase::AtStep { .. }));
 }
+
+#[test]
+fn why_shows_the_patterns_the_runner_up_what_was_redacted_and_the_path() {
+    let mut chat = Chat::new(fixture());
+    chat.say("my android phone: alpha is full by 5 GB, beta too, mail me at ann@example.com");
+    chat.say("2");
+    let case = chat.case.clone().expect("an open case");
+    let why = fixbot_core::why::explain(&chat.flows, &case).to_plain();
+    assert!(why.contains("Symptom: Alpha space is full (score 13)"), "{why}");
+    assert!(why.contains("+10 `alpha (is )?full"), "{why}");
+    assert!(why.contains(r"+3 `\balpha\b`"), "{why}");
+    assert!(why.contains(r"android `\bandroid\b`"), "{why}");
+    assert!(why.contains("Runners-up: Beta is broken (3)"), "{why}");
+    assert!(why.contains("Redacted: [email]"), "{why}");
+    assert!(why.contains("• Alpha space is full / check → not_fixed"), "{why}");
+    assert!(why.contains("• now: Alpha space is full / common"), "{why}");
+    assert!(!why.contains("ann@example.com"), "{why}");
+
+    // A case whose symptom was picked from the list fired nothing of its own.
+    let mut chat = Chat::new(fixture());
+    chat.say("nothing I say matches");
+    let case = chat.case.clone().expect("an open case");
+    let why = fixbot_core::why::explain(&chat.flows, &case).to_plain();
+    assert!(why.contains("No symptom recognised yet."), "{why}");
+    assert!(why.contains("• now: waiting for a description"), "{why}");
+}

@@ -32,4 +32,5 @@ pub mod session;
 pub mod store;
 pub mod text;
 pub mod transcript;
+pub mod why;
 pub mod yaml;
