@@ -161,12 +161,12 @@ struct Track {
 fn bar(svg: &mut String, track: &Track, class: &str, value: u64, max: u64, y: f64, label: &str) {
     let Track { x, length, height } = track;
     let width = if max == 0 { 0.0 } else { length * value as f64 / max as f64 };
-    let _ = write!(
+    let _ = writeln!(
         svg,
         "<rect class=\"track\" x=\"{x}\" y=\"{y}\" width=\"{length}\" height=\"{height}\"/>\
          <rect class=\"bar {class}\" data-bar=\"{class}\" data-value=\"{value}\" data-max=\"{max}\" \
          x=\"{x}\" y=\"{y}\" width=\"{width:.2}\" height=\"{height}\"><title>{}</title></rect>\
-         <text x=\"{:.2}\" y=\"{:.2}\">{}</text>\n",
+         <text x=\"{:.2}\" y=\"{:.2}\">{}</text>",
         escape(label),
         x + length + 8.0,
         y + height - 4.0,
