@@ -293,6 +293,58 @@ fn idle_cases_expire_and_say_so() {
     assert!(chat.outcomes.contains(&("one".into(), Outcome::Abandoned)));
 }
 
+/// (symptom, flow, step, outcome) of the latest transition's records.
+fn records(chat: &Chat) -> Vec<(String, String, String, Outcome)> {
+    let transition = chat.last.as_ref().expect("a transition");
+    transition.outcomes.iter().map(|r| (r.symptom.clone(), r.flow.clone(), r.step.clone(), r.outcome)).collect()
+}
+
+fn record(symptom: &str, flow: &str, step: &str, outcome: Outcome) -> (String, String, String, Outcome) {
+    (symptom.into(), flow.into(), step.into(), outcome)
+}
+
+#[test]
+fn a_switch_ends_the_first_symptom_as_abandoned_at_its_step() {
+    let mut chat = Chat::new(fixture());
+    chat.say("beta is broken");
+    chat.say("still failing");
+    chat.say("alpha is full");
+    assert!(records(&chat).is_empty(), "the offer alone ends nothing");
+    chat.press(0);
+    assert_eq!(records(&chat), [record("beta", "beta", "two", Outcome::Abandoned)]);
+    assert_eq!(chat.case.as_ref().unwrap().symptom.as_deref(), Some("alpha"), "the case goes on as alpha");
+    chat.input(Input::Command(Command::Human));
+    assert_eq!(records(&chat), [record("alpha", "alpha", "check", Outcome::Escalated)]);
+}
+
+#[test]
+fn the_idle_sweep_records_an_abandoned_case_once() {
+    let mut chat = Chat::new(fixture());
+    chat.say("beta is broken");
+    let case = chat.case.clone().unwrap();
+    let (flows, config, key) = (&chat.flows, &chat.config, &chat.key);
+    let early = engine::expire(flows, config, key, case.clone(), case.updated_at + config.idle_timeout);
+    assert!(!early.changed && early.outcomes.is_empty() && early.case.as_ref() == Some(&case), "not idle yet");
+
+    let later = case.updated_at + config.idle_timeout + 1;
+    let swept = engine::expire(flows, config, key, case.clone(), later);
+    assert!(swept.changed && swept.replies.is_empty());
+    let outcomes: Vec<_> =
+        swept.outcomes.iter().map(|r| (r.symptom.as_str(), r.step.as_str(), r.outcome, r.at)).collect();
+    assert_eq!(outcomes, [("beta", "one", Outcome::Abandoned, later)]);
+    let expired = swept.case.clone().unwrap();
+    assert!(expired.expired && expired.updated_at == case.updated_at, "marked, and still idle since then");
+    let again = engine::expire(flows, config, key, expired.clone(), later + 600);
+    assert!(!again.changed && again.outcomes.is_empty(), "a second sweep records nothing");
+
+    // The person's next message is told the case expired, and nothing is recorded twice.
+    chat.case = Some(expired);
+    chat.now = later + 60;
+    let reply = chat.say("alpha is full");
+    assert!(reply.contains("idle for a while") && reply.contains("Alpha space is full"), "{reply}");
+    assert!(records(&chat).is_empty(), "{:?}", records(&chat));
+}
+
 #[test]
 fn an_edited_flow_restarts_a_case_whose_step_is_gone() {
     let mut chat = Chat::new(fixture());

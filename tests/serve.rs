@@ -147,7 +147,12 @@ async fn health_readiness_and_metrics_follow_a_case() {
     assert_eq!(moved("fixbot_messages_received_total{platform=telegram}"), 3.0);
     assert_eq!(moved("fixbot_messages_sent_total{platform=telegram}"), 3.0);
     assert_eq!(moved("fixbot_diagnoses_total{symptom=cloud_storage_full}"), 1.0);
-    assert_eq!(moved("fixbot_step_outcomes_total{outcome=skipped,symptom=cloud_storage_full}"), 1.0);
+    assert_eq!(
+        moved(
+            "fixbot_step_outcomes_total{flow=cloud_storage_full,outcome=skipped,step=compare_space,symptom=cloud_storage_full}"
+        ),
+        1.0
+    );
     assert_eq!(moved("fixbot_cases_ended_total{end=abandoned,symptom=cloud_storage_full}"), 1.0);
     assert_eq!(moved("fixbot_reply_duration_seconds{platform=telegram}"), 3.0, "every reply was timed");
     assert_eq!(sample(&after, "fixbot_store_errors_total{}"), 0.0);

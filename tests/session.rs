@@ -50,6 +50,9 @@ impl Store for Racing {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn idle_cases(&self, before: i64, limit: usize) -> Result<Vec<(ConversationKey, Stored)>, StoreError> {
+        self.inner.idle_cases(before, limit).await
+    }
 }
 
 #[tokio::test]
@@ -108,6 +111,59 @@ async fn concurrent_messages_of_one_user_are_applied_one_after_another() {
         task.await.unwrap();
     }
     crate::support::assert_skips_applied_in_turn(session.store(), &flows, 20).await;
+}
+
+/// The idle sweep records every case idle past the timeout as abandoned at
+/// its step, once, and leaves active cases alone; the person's next message
+/// is told the case expired and records nothing more.
+async fn idle_cases_are_recorded_as_abandoned_once(store: impl Store) {
+    use fixbot_core::case::Outcome;
+    let config = EngineConfig { idle_timeout: 3600, ..EngineConfig::default() };
+    let session = Session::new(store, shipped_flows(), config);
+    let (ann, bob) =
+        (ConversationKey::new("telegram", "1", "", "ann"), ConversationKey::new("telegram", "2", "", "bob"));
+    session.handle(&ann, Input::Text("iPhone: Not enough iCloud storage".into()), 1000).await.unwrap();
+    session.handle(&ann, Input::Text("skip".into()), 1010).await.unwrap();
+    session.handle(&bob, Input::Text("iPhone: Not enough iCloud storage".into()), 4000).await.unwrap();
+
+    assert_eq!(session.close_idle(4610).await.unwrap(), 0, "nobody idle for an hour yet");
+    assert_eq!(session.close_idle(4611).await.unwrap(), 1, "ann is");
+    assert_eq!(session.close_idle(5000).await.unwrap(), 0, "and closed once");
+    let records = session.store().outcomes(0).await.unwrap();
+    let summary: Vec<_> = records.iter().map(|r| (r.step.as_str(), r.outcome, r.at, r.subject)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("compare_space", Outcome::Skipped, 1010, ann.subject()),
+            ("delete_old_backups", Outcome::Abandoned, 4611, ann.subject())
+        ]
+    );
+    assert!(session.store().get(&ann).await.unwrap().unwrap().case.expired, "the case stays, marked");
+
+    let reply = session.handle(&ann, Input::Text("hello again".into()), 5010).await.unwrap();
+    assert!(reply.replies[0].to_plain().contains("idle for a while"), "{:?}", reply.replies);
+    assert_eq!(session.store().outcomes(0).await.unwrap().len(), 2, "nothing recorded twice");
+    assert!(session.store().get(&bob).await.unwrap().is_some_and(|stored| !stored.case.expired));
+}
+
+#[tokio::test]
+async fn idle_cases_are_recorded_as_abandoned_once_in_memory() {
+    idle_cases_are_recorded_as_abandoned_once(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn idle_cases_are_recorded_as_abandoned_once_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    idle_cases_are_recorded_as_abandoned_once(fixbot_store::SqliteStore::open(&dir.path().join("i.db")).await.unwrap())
+        .await;
+}
+
+#[tokio::test]
+async fn idle_cases_are_recorded_as_abandoned_once_in_postgres() {
+    let Some(url) = crate::store_contract::postgres_url() else { return };
+    let schema = crate::store_contract::TestSchema::new(&url);
+    let store = fixbot_store::PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
+    idle_cases_are_recorded_as_abandoned_once(store).await;
 }
 
 /// `/forget` deletes every case of the person (in any chat) and their outcome

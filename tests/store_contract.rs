@@ -20,6 +20,7 @@ fn case(turn: u32, updated_at: i64) -> Case {
         paste: "Not enough iCloud storage ✓".into(),
         opened_at: 100,
         updated_at,
+        expired: false,
     }
 }
 
@@ -151,6 +152,27 @@ async fn contract(store: &impl Store) {
     assert!(store.get(&ann).await.unwrap().is_none() && store.get(&ann_elsewhere).await.unwrap().is_none());
     assert!(store.get(&ann_discord).await.unwrap().is_some(), "another platform's ann is another person");
     assert_eq!(store.outcomes(0).await.unwrap(), vec![other], "only other subjects' outcomes remain");
+
+    // Idle cases: not updated since the cut-off and not closed by the sweep
+    // yet, least recently updated first, at most the limit.
+    let idle = |user: &str| ConversationKey::new("idle", "c", "", user);
+    for (user, updated_at, expired) in
+        [("u1", 7000, false), ("u2", 6900, false), ("u3", 6800, true), ("u4", 7200, false)]
+    {
+        let case = Case { expired, ..case(1, updated_at) };
+        store.commit(&idle(user), change(None, Some(&case), &[])).await.unwrap();
+    }
+    let listed = |found: Vec<(ConversationKey, fixbot_core::store::Stored)>| {
+        found.into_iter().filter(|(key, _)| key.platform == "idle").map(|(key, _)| key.user).collect::<Vec<_>>()
+    };
+    let all = store.idle_cases(7100, 100).await.unwrap();
+    assert_eq!(listed(all.clone()), ["u2", "u1"]);
+    assert_eq!(store.idle_cases(7100, 1).await.unwrap(), all[..1], "the least recently updated first");
+    let (key, stored) = all.into_iter().find(|(key, _)| key.user == "u2").unwrap();
+    assert_eq!(stored, store.get(&key).await.unwrap().unwrap(), "listed with the version a commit names");
+    let closed = Case { expired: true, ..stored.case };
+    store.commit(&key, change(Some(stored.version), Some(&closed), &[])).await.unwrap();
+    assert_eq!(listed(store.idle_cases(7100, 10).await.unwrap()), ["u1"], "a closed case is not listed again");
 
     // Meta: the first value stays.
     assert_eq!(store.meta_or_insert("secret", "one").await.unwrap(), "one");

@@ -38,6 +38,8 @@ mod redaction;
 mod serve;
 /// The session: per-conversation ordering and compare-and-set retries.
 mod session;
+/// `fixbot stats` on seeded stores: the figures, the formats, the HTML report in Chromium.
+mod stats;
 /// One contract, every store backend.
 mod store_contract;
 /// The Telegram front-end end to end against the fake Bot API.

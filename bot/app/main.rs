@@ -10,6 +10,7 @@ mod http;
 mod logging;
 mod reload;
 mod serve;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Sum up the outcome log per symptom and step: cases, resolved, escalated and
+    /// abandoned, where cases are fixed and where people give up.
+    Stats(stats::StatsArgs),
     /// Check the flow files; exit 0 when clean, 1 with every problem listed.
     Check {
         /// Directory holding the flow files.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }),
+        Command::Stats(args) => runtime().and_then(|runtime| runtime.block_on(stats::run(args, &env))),
         Command::Migrate { store } => config::store_url(store, &env).and_then(|store| {
             runtime()?.block_on(async {
                 fixbot_store::AnyStore::open(&store).await?;

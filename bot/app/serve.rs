@@ -185,13 +185,21 @@ async fn run_telegram(
     }
 }
 
-/// Deletes cases, outcome records and receipts past their retention, every
-/// few minutes.
+/// Every few minutes, records cases idle past the timeout as abandoned, then
+/// deletes cases, outcome records and receipts past their retention.
 async fn sweep(session: Arc<Session<AnyStore>>, retention: i64) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         interval.tick().await;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64);
+        match session.close_idle(now).await {
+            Ok(0) => {}
+            Ok(closed) => tracing::info!(cases = closed, "closed idle cases as abandoned"),
+            Err(error) => {
+                metrics().store_errors.inc();
+                tracing::warn!(%error, "closing idle cases failed");
+            }
+        }
         match session.purge(now, retention).await {
             Ok(purged) if purged == Default::default() => {}
             Ok(purged) => tracing::info!(

@@ -192,6 +192,11 @@ pub struct Case {
     pub opened_at: i64,
     /// Unix seconds of the last change; idle expiry counts from here.
     pub updated_at: i64,
+    /// Set by the idle sweep once it recorded this case as abandoned: the
+    /// person's next message then closes it, and says so, without recording
+    /// it a second time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// One line of the append-only outcome log.

@@ -151,24 +151,27 @@ pub fn handle(
     input: Input,
     now: i64,
 ) -> Transition {
-    let start_turn = case.as_ref().map_or(0, |case| case.turn);
-    let mut run = Run {
-        flows,
-        config,
-        key,
-        now,
-        start_turn,
-        case,
-        replies: Vec::new(),
-        notice: None,
-        outcomes: Vec::new(),
-        handover: None,
-        diagnosis: None,
-        changed: false,
-    };
+    let mut run = Run::new(flows, config, key, case, now);
     run.expire_idle();
     if run.reconcile() {
         run.input(input);
+    }
+    run.finish()
+}
+
+/// Closes `case` for the idle sweep when it has been idle past the timeout:
+/// records it as abandoned at the step it was at and marks it
+/// [`Case::expired`], so a person who never comes back is still counted, and
+/// one who does is told the case expired without it being recorded twice.
+/// Any other case comes back unchanged. No replies: nobody is waiting.
+pub fn expire(flows: &Flows, config: &EngineConfig, key: &ConversationKey, case: Case, now: i64) -> Transition {
+    let mut run = Run::new(flows, config, key, Some(case), now);
+    if run.idle() && run.case.as_ref().is_some_and(|case| !case.expired) {
+        let (flow, step) = run.place();
+        run.record(&flow, &step, Outcome::Abandoned);
+        if let Some(case) = run.case.as_mut() {
+            case.expired = true;
+        }
     }
     run.finish()
 }
@@ -201,7 +204,30 @@ struct Run<'a> {
     changed: bool,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        flows: &'a Flows,
+        config: &'a EngineConfig,
+        key: &'a ConversationKey,
+        case: Option<Case>,
+        now: i64,
+    ) -> Run<'a> {
+        Run {
+            flows,
+            config,
+            key,
+            now,
+            start_turn: case.as_ref().map_or(0, |case| case.turn),
+            case,
+            replies: Vec::new(),
+            notice: None,
+            outcomes: Vec::new(),
+            handover: None,
+            diagnosis: None,
+            changed: false,
+        }
+    }
+
     fn finish(self) -> Transition {
         Transition {
             case: self.case,
@@ -490,6 +516,11 @@ impl Run<'_> {
             }
             Action::Switch(id) => {
                 let Some(flow) = self.flows.get(&id) else { return self.prompt() };
+                // The first symptom's case ends where the person left it, as
+                // a restart would end it; the case goes on as the new symptom.
+                if let Some(at) = self.position() {
+                    self.record(&at.flow, &at.step, Outcome::Abandoned);
+                }
                 let case = self.open();
                 case.symptom = Some(flow.id.clone());
                 self.start_flow(flow, &messages.continue_flow);
@@ -641,11 +672,19 @@ impl Run<'_> {
 
     // --- Case bookkeeping ---------------------------------------------------
 
-    /// Closes idle cases before the input is looked at.
+    /// Whether the case has gone without a message for longer than the idle timeout.
+    fn idle(&self) -> bool {
+        self.case.as_ref().is_some_and(|case| self.now - case.updated_at > self.config.idle_timeout)
+    }
+
+    /// Closes idle cases before the input is looked at. A case the sweep
+    /// already recorded as abandoned ([`Case::expired`]) is not recorded again.
     fn expire_idle(&mut self) {
-        let idle = self.case.as_ref().is_some_and(|case| self.now - case.updated_at > self.config.idle_timeout);
-        if idle {
-            self.close(Outcome::Abandoned);
+        if self.idle() {
+            match self.case.as_ref().is_some_and(|case| case.expired) {
+                true => self.remove_case(),
+                false => self.close(Outcome::Abandoned),
+            }
             self.say(&self.flows.bot().messages.expired, &[]);
         }
     }
@@ -715,6 +754,7 @@ impl Run<'_> {
             paste: String::new(),
             opened_at: self.now,
             updated_at: self.now,
+            expired: false,
         }
     }
 

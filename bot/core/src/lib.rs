@@ -14,6 +14,7 @@
 //! - [`markup`], [`text`], [`redact`]: what replies are made of, how user
 //!   text is cleaned and folded, and what is removed before anything is kept.
 //! - [`health`], [`metrics`]: what readiness probes and `/metrics` report.
+//! - [`stats`]: the outcome log summed up per symptom and step, for staff.
 //! - [`yaml`]: the one place YAML is parsed, for flows and the server's
 //!   configuration alike.
 
@@ -29,6 +30,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod redact;
 pub mod session;
+pub mod stats;
 pub mod store;
 pub mod text;
 pub mod transcript;

@@ -23,7 +23,10 @@ pub struct Metrics {
     pub diagnoses: IntCounterVec,
     /// Clarifying questions asked because several symptoms fit.
     pub clarifying_questions: IntCounter,
-    /// How steps ended, per symptom and outcome.
+    /// How steps ended, per symptom, step (its flow and id; empty for a
+    /// case that ended before any step) and outcome: summed over the steps,
+    /// the figures per symptom; per step, where cases are fixed and where
+    /// people give up, as `fixbot stats` shows them.
     pub step_outcomes: IntCounterVec,
     /// Cases that ended, per symptom and end (`resolved`, `escalated`, `abandoned`).
     pub cases_ended: IntCounterVec,
@@ -104,8 +107,8 @@ impl Metrics {
             step_outcomes: counters(
                 &registry,
                 "fixbot_step_outcomes_total",
-                "How steps ended.",
-                &["symptom", "outcome"],
+                "How steps ended, by the symptom that started the case, the step (flow and id) and outcome.",
+                &["symptom", "flow", "step", "outcome"],
             ),
             cases_ended: counters(
                 &registry,
@@ -143,7 +146,14 @@ impl Metrics {
     /// and the end of the case where the outcome ends one.
     pub fn count_outcomes(&self, records: &[OutcomeRecord]) {
         for record in records {
-            self.step_outcomes.with_label_values(&[record.symptom.as_str(), record.outcome.as_str()]).inc();
+            self.step_outcomes
+                .with_label_values(&[
+                    record.symptom.as_str(),
+                    record.flow.as_str(),
+                    record.step.as_str(),
+                    record.outcome.as_str(),
+                ])
+                .inc();
             let end = match record.outcome {
                 Outcome::Fixed => "resolved",
                 Outcome::Escalated => "escalated",
@@ -178,5 +188,27 @@ mod tests {
         assert!(text.contains("fixbot_messages_received_total{platform=\"test\"}"), "{text}");
         assert!(text.contains("fixbot_reply_duration_seconds_bucket{platform=\"test\",le=\"0.04\"} "), "{text}");
         assert!(text.contains("fixbot_build_info{version="), "{text}");
+    }
+
+    #[test]
+    fn outcomes_are_counted_per_symptom_and_step_and_ends_per_symptom() {
+        let metrics = metrics();
+        let record = |step: &str, outcome| OutcomeRecord {
+            case_id: 1,
+            subject: 2,
+            at: 3,
+            symptom: "metrics_test".into(),
+            flow: "metrics_test".into(),
+            step: step.into(),
+            outcome,
+        };
+        metrics.count_outcomes(&[record("one", Outcome::NotFixed), record("two", Outcome::Fixed)]);
+        metrics.count_outcomes(&[record("two", Outcome::Abandoned)]);
+        let step = |step: &str, outcome: &str| {
+            metrics.step_outcomes.with_label_values(&["metrics_test", "metrics_test", step, outcome]).get()
+        };
+        assert_eq!((step("one", "not_fixed"), step("two", "fixed"), step("two", "abandoned")), (1, 1, 1));
+        let ended = |end: &str| metrics.cases_ended.with_label_values(&["metrics_test", end]).get();
+        assert_eq!((ended("resolved"), ended("abandoned"), ended("escalated")), (1, 1, 0));
     }
 }

@@ -23,6 +23,10 @@ const MAX_ATTEMPTS: usize = 16;
 const RECEIPT_WINDOW: i64 = 24 * 60 * 60;
 /// Seconds after which a quiet person's rate-limit state is dropped.
 const QUIET_AFTER: u64 = 600;
+/// Idle cases the sweep reads from the store at a time.
+const IDLE_BATCH: usize = 500;
+/// Batches one sweep goes through at most; the next sweep takes the rest.
+const IDLE_ROUNDS: usize = 100;
 
 /// Why a message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -202,11 +206,54 @@ impl<S: Store> Session<S> {
         Err(SessionError::Contended)
     }
 
+    /// The idle sweep at `now`: every case idle past the timeout that no
+    /// message has closed yet is recorded as abandoned at its step and
+    /// marked expired ([`engine::expire`]), so people who never come back
+    /// count in the statistics. The case itself stays until the person's
+    /// next message closes it and says so, or retention removes it. Returns
+    /// how many cases were closed.
+    pub async fn close_idle(&self, now: i64) -> Result<u64, SessionError> {
+        let metrics = metrics();
+        let mut closed = 0;
+        for _ in 0..IDLE_ROUNDS {
+            let idle = self.store.idle_cases(now - self.config.idle_timeout, IDLE_BATCH).await?;
+            let more = idle.len() == IDLE_BATCH;
+            for (key, stored) in idle {
+                let lock = self.locks.get(&key);
+                let _guard = lock.lock().await;
+                let transition = engine::expire(&self.flows(), &self.config, &key, stored.case, now);
+                if !transition.changed {
+                    continue;
+                }
+                let change = Change {
+                    expected: Some(stored.version),
+                    case: transition.case.as_ref(),
+                    outcomes: &transition.outcomes,
+                    receipt: None,
+                };
+                match self.store.commit(&key, change).await {
+                    Ok(()) => {
+                        metrics.count_outcomes(&transition.outcomes);
+                        closed += 1;
+                    }
+                    // A message (or another instance's sweep) got there first:
+                    // the case is either active again or closed already.
+                    Err(StoreError::Conflict) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(closed)
+    }
+
     /// The retention sweep at `now`: removes cases untouched and outcome
     /// records older than `retention` seconds, and receipts older than a
     /// day (when no platform delivers an update again). Idle cases are not
-    /// removed at the idle timeout: the person's next message closes such a
-    /// case and says so.
+    /// removed at the idle timeout: [`Session::close_idle`] records them,
+    /// and the person's next message closes such a case and says so.
     pub async fn purge(&self, now: i64, retention: i64) -> Result<Purged, StoreError> {
         if let Some(flood) = &self.flood {
             flood.forget_quiet(std::time::Duration::from_secs(QUIET_AFTER));

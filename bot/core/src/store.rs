@@ -142,4 +142,15 @@ pub trait Store: Send + Sync {
 
     /// Outcome records at or after `since`, oldest first.
     fn outcomes(&self, since: i64) -> impl Future<Output = Result<Vec<OutcomeRecord>, StoreError>> + Send;
+
+    /// Up to `limit` cases not updated since `before` (Unix seconds) that
+    /// the idle sweep has not closed yet ([`Case::expired`] unset), with
+    /// their keys, least recently updated first.
+    ///
+    /// [`Case::expired`]: crate::case::Case::expired
+    fn idle_cases(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(ConversationKey, Stored)>, StoreError>> + Send;
 }

@@ -149,6 +149,14 @@ impl Store for AnyStore {
         }
     }
 
+    async fn idle_cases(&self, before: i64, limit: usize) -> Result<Vec<(ConversationKey, Stored)>, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.idle_cases(before, limit).await,
+            AnyStore::Sqlite(store) => store.idle_cases(before, limit).await,
+            AnyStore::Postgres(store) => store.idle_cases(before, limit).await,
+        }
+    }
+
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
         match self {
             AnyStore::Memory(store) => store.forget(platform, user, subject).await,

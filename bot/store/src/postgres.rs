@@ -336,6 +336,37 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn idle_cases(&self, before: i64, limit: usize) -> Result<Vec<(ConversationKey, Stored)>, StoreError> {
+        // `expired` is only written when set (see `Case`), so a missing key
+        // is a case the sweep has not closed. `json`, not `jsonb`: it only
+        // checks the text, which is all this needs.
+        let rows = sqlx::query(
+            "SELECT platform, chat, thread, user_id, version, state FROM cases
+             WHERE updated_at < $1 AND (state::json -> 'expired') IS NULL
+             ORDER BY updated_at, platform, chat, thread, user_id LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let key = ConversationKey {
+                    platform: row.try_get("platform").map_err(backend)?,
+                    chat: row.try_get("chat").map_err(backend)?,
+                    thread: row.try_get("thread").map_err(backend)?,
+                    user: row.try_get("user_id").map_err(backend)?,
+                };
+                let version: i64 = row.try_get("version").map_err(backend)?;
+                let state: String = row.try_get("state").map_err(backend)?;
+                let case: Case = serde_json::from_str(&state)
+                    .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
+                Ok((key, Stored { case, version: version as u64 }))
+            })
+            .collect()
+    }
+
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let cases = sqlx::query("DELETE FROM cases WHERE platform = $1 AND user_id = $2")

@@ -117,4 +117,17 @@ impl Store for MemoryStore {
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
         Ok(self.lock().outcomes.iter().filter(|record| record.at >= since).cloned().collect())
     }
+
+    async fn idle_cases(&self, before: i64, limit: usize) -> Result<Vec<(ConversationKey, Stored)>, StoreError> {
+        let mut idle: Vec<(ConversationKey, Stored)> = self
+            .lock()
+            .cases
+            .iter()
+            .filter(|(_, stored)| stored.case.updated_at < before && !stored.case.expired)
+            .map(|(key, stored)| (key.clone(), stored.clone()))
+            .collect();
+        idle.sort_by(|(a_key, a), (b_key, b)| (a.case.updated_at, a_key).cmp(&(b.case.updated_at, b_key)));
+        idle.truncate(limit);
+        Ok(idle)
+    }
 }
