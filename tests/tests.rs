@@ -34,6 +34,8 @@ mod matcher;
 mod multi_instance;
 /// Sanitising and redaction end to end: hostile text, the notice, what is kept.
 mod redaction;
+/// The flow format's JSON Schemas: current, followed by every shipped file, agreeing with the loader.
+mod schema;
 /// `fixbot serve` for operators: health, readiness, metrics, reload, signals, logs.
 mod serve;
 /// The session: per-conversation ordering and compare-and-set retries.
