@@ -16,6 +16,8 @@ mod fake_telegram_selftest;
 /// Random faults the fakes inject, from a seeded plan.
 mod fault_plan;
 
+/// The authors' commands: `fixbot test`.
+mod authoring;
 /// The `fixbot` command line: check, diagnose, chat, bad input.
 mod cli;
 /// Top-1 accuracy and wrong commitments over the labelled corpus.
