@@ -16,7 +16,7 @@ mod fake_telegram_selftest;
 /// Random faults the fakes inject, from a seeded plan.
 mod fault_plan;
 
-/// The authors' commands: `fixbot test`.
+/// The authors' commands: `fixbot graph` and `fixbot test`.
 mod authoring;
 /// The `fixbot` command line: check, diagnose, chat, bad input.
 mod cli;

@@ -6,6 +6,7 @@ mod config;
 mod console;
 mod diagnose;
 mod flows;
+mod graph;
 mod http;
 mod logging;
 mod reload;
@@ -61,6 +62,8 @@ enum Command {
     /// Play transcripts through the bot; exit 0 when it still answers as each
     /// one says, 1 with a diff of every difference.
     Test(test::TestArgs),
+    /// Draw one flow's steps, choices and ends as a Mermaid (default) or Graphviz diagram.
+    Graph(graph::GraphArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { flows } => return check::run(flows.as_deref()),
         Command::Diagnose(args) => diagnose::run(args),
+        Command::Graph(args) => graph::run(args),
         Command::Test(args) => match test::run(args) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::FAILURE,
