@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{fixbot, fixbot_in, root, stderr, stdout};
+use crate::support::{copy_flows, fixbot, fixbot_in, root, stderr, stdout};
 
 const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not enough iCloud storage available.";
 
@@ -17,16 +17,6 @@ fn check_passes_on_the_shipped_flows() {
     let output = fixbot(&["check"], b"");
     assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
     assert!(stdout(&output).contains("13 flows"), "{}", stdout(&output));
-}
-
-fn copy_flows(to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(root().join("flows")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
 }
 
 fn edit(path: &Path, from: &str, to: &str) {

@@ -27,6 +27,17 @@ pub fn flows_with(files: &[(&str, &str)]) -> Flows {
     Flows::from_sources(sources).unwrap_or_else(|errors| panic!("fixture flows do not load:\n{errors}"))
 }
 
+/// Copies the shipped flow files (not `transcripts/`) into `to`.
+pub fn copy_flows(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(root().join("flows")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 /// Runs the `fixbot` binary with `args` and `stdin`, from the repository root.
 pub fn fixbot(args: &[&str], stdin: &[u8]) -> Output {
     fixbot_in(&root(), args, stdin)

@@ -16,6 +16,8 @@ mod fake_telegram_selftest;
 /// Random faults the fakes inject, from a seeded plan.
 mod fault_plan;
 
+/// The authors' commands: `fixbot graph` and `fixbot test`.
+mod authoring;
 /// The `fixbot` command line: check, diagnose, chat, bad input.
 mod cli;
 /// Top-1 accuracy and wrong commitments over the labelled corpus.
@@ -34,6 +36,8 @@ mod matcher;
 mod multi_instance;
 /// Sanitising and redaction end to end: hostile text, the notice, what is kept.
 mod redaction;
+/// The flow format's JSON Schemas: current, followed by every shipped file, agreeing with the loader.
+mod schema;
 /// `fixbot serve` for operators: health, readiness, metrics, reload, signals, logs.
 mod serve;
 /// The session: per-conversation ordering and compare-and-set retries.

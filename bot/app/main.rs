@@ -6,11 +6,13 @@ mod config;
 mod console;
 mod diagnose;
 mod flows;
+mod graph;
 mod http;
 mod logging;
 mod reload;
 mod serve;
 mod stats;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         flows: Option<PathBuf>,
     },
+    /// Play transcripts through the bot; exit 0 when it still answers as each
+    /// one says, 1 with a diff of every difference.
+    Test(test::TestArgs),
+    /// Draw one flow's steps, choices and ends as a Mermaid (default) or Graphviz diagram.
+    Graph(graph::GraphArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +81,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { flows } => return check::run(flows.as_deref()),
         Command::Diagnose(args) => diagnose::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Test(args) => match test::run(args) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::FAILURE,
+            Err(error) => Err(error),
+        },
         Command::Chat(args) => runtime().and_then(|runtime| runtime.block_on(console::run(args))),
         Command::Serve(flags) => config::Settings::resolve(flags, &env).and_then(|settings| {
             logging::init(settings.log_format, "info", &settings.secrets);

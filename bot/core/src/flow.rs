@@ -5,6 +5,7 @@
 mod bot;
 mod load;
 mod raw;
+pub mod schema;
 
 use std::collections::HashMap;
 use std::fmt;

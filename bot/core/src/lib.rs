@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`flow`]: the flow files (`flows/*.yaml`, `flows/_bot.yaml`), loaded in
-//!   two stages and checked, every problem with its file and line.
+//!   two stages and checked, every problem with its file and line; their JSON
+//!   Schemas for editors ([`flow::schema`]).
 //! - [`matcher`]: one `RegexSet` over every pattern; a message becomes a
 //!   [`matcher::Diagnosis`].
 //! - [`engine`]: the pure state machine. A case, an input and the time in,
@@ -15,6 +16,8 @@
 //!   text is cleaned and folded, and what is removed before anything is kept.
 //! - [`health`], [`metrics`]: what readiness probes and `/metrics` report.
 //! - [`stats`]: the outcome log summed up per symptom and step, for staff.
+//! - [`transcript`]: conversations written as the console shows them, played
+//!   through the engine and compared, for `fixbot test` and the tests.
 //! - [`yaml`]: the one place YAML is parsed, for flows and the server's
 //!   configuration alike.
 

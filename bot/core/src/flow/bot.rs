@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::Problems;
@@ -13,23 +14,31 @@ use crate::redact::Kind;
 use crate::text::squash;
 use crate::yaml::{Spanned, line_of};
 
-/// Declares a table of named strings twice: as written (`Raw…`, spanned) and
-/// validated (each value converted by `$convert`), so adding a sentence is a
-/// one-word change here plus its text in `_bot.yaml`.
+/// Declares a table of named strings twice: as written (`Raw…`, spanned, with
+/// its schema named `$schema_name` and each field's schema given by the
+/// `where` attributes) and validated (each value converted by `$convert`), so
+/// adding a sentence is a documented word here plus its text in `_bot.yaml`.
 macro_rules! string_table {
-    ($(#[$meta:meta])* $raw:ident => $name:ident<$ty:ty> via $convert:ident { $($field:ident),* $(,)? }) => {
-        #[derive(Debug, Deserialize)]
+    (
+        $(#[$meta:meta])* $raw:ident as $schema_name:literal where $field_schema:tt
+            => $name:ident<$ty:ty> via $convert:ident {
+            $($(#[$field_meta:meta])* $field:ident),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
+        #[schemars(rename = $schema_name)]
         #[allow(missing_docs)]
         pub struct $raw {
-            $(pub $field: Spanned<String>,)*
+            $($(#[$field_meta])* #[schemars $field_schema] pub $field: Spanned<String>,)*
         }
 
         $(#[$meta])*
         #[derive(Debug, Clone)]
         #[allow(missing_docs)]
         pub struct $name {
-            $(pub $field: $ty,)*
+            $($(#[$field_meta])* pub $field: $ty,)*
         }
 
         impl $name {
@@ -75,23 +84,139 @@ pub(super) fn to_template(text: &str) -> Result<Template, String> {
 }
 
 string_table! {
-    /// Button labels the bot adds itself.
-    RawLabels => Labels<String> via to_label {
-        fixed, not_fixed, ios, android, person, switch, stay, none_of_these,
-        command_fix, command_start, command_help, command_back, command_restart, command_human, command_stop,
-        command_fix_error, paste_title, paste_label, thread_name, command_forget,
+    /// Button labels and command descriptions the bot adds itself, at most 80
+    /// characters each.
+    RawLabels as "Labels" where (with = "String", length(min = 1, max = 80)) => Labels<String> via to_label {
+        /// The default first choice of a step without `choices` (goto `resolved`).
+        fixed,
+        /// The default second choice of a step without `choices` (goto `next`).
+        not_fixed,
+        /// The button for iPhone when the bot asks which phone it is; also the
+        /// phone's name in the case summary.
+        ios,
+        /// The button for Android when the bot asks which phone it is; also the
+        /// phone's name in the case summary.
+        android,
+        /// The button that hands the case to a person.
+        person,
+        /// Accepts the offer to switch to another problem.
+        switch,
+        /// Declines the offer to switch to another problem.
+        stay,
+        /// Under a clarifying question: none of the offered problems fits.
+        none_of_these,
+        /// Telegram and Discord command menus: what `/fix` does.
+        command_fix,
+        /// Telegram command menu: what `/start` does.
+        command_start,
+        /// Command menus: what `/help` does.
+        command_help,
+        /// Command menus: what `/back` does.
+        command_back,
+        /// Command menus: what `/restart` does.
+        command_restart,
+        /// Command menus: what `/human` does.
+        command_human,
+        /// Command menus: what `/stop` does.
+        command_stop,
+        /// Discord: the description of `/fix`'s text option.
+        command_fix_error,
+        /// Discord: the title of the form that opens when `/fix` has no text.
+        paste_title,
+        /// Discord: the label of that form's text box.
+        paste_label,
+        /// Discord help channels: the name of the thread opened for each case.
+        thread_name,
+        /// Command menus: what `/forget` does.
+        command_forget,
     }
 }
 
 string_table! {
-    /// Every sentence the bot says outside a flow step.
-    RawMessages => Messages<Template> via to_template {
-        greeting, help, diagnosed, continue_flow, fallback, clarify, ask_platform,
-        resolved, exhausted, escalated, summary, summary_step, outcome_fixed,
-        outcome_not_fixed, outcome_skipped, platform_unknown, empty, no_words,
-        not_understood, same_symptom, switch_offer, stay, back, at_first, skipped,
-        nothing_to_skip, stopped, restarted, expired, resumed, flow_updated,
-        stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten, slow_down, removed,
+    /// Every sentence the bot says outside a flow step. Same markup as steps
+    /// (`**bold**`, `` `code` ``, `[link](https://…)`, `- ` lists); `{name}`
+    /// slots are filled in by the bot.
+    RawMessages as "Messages" where (with = "String") => Messages<Template> via to_template {
+        /// The first message of a conversation, and the answer to `/start`.
+        greeting,
+        /// The answer to `help` and `/help`.
+        help,
+        /// Said when the bot recognises a problem. Slots: `{title}`, `{summary}`.
+        diagnosed,
+        /// Said when a choice continues in another flow. Slots: `{title}`, `{summary}`.
+        continue_flow,
+        /// Said when nothing was recognised, above the list of problems.
+        fallback,
+        /// The question when a message could be more than one problem.
+        clarify,
+        /// Asked when a step differs by phone and the message did not tell.
+        ask_platform,
+        /// Said when the user confirms the problem is fixed.
+        resolved,
+        /// Said when every step was tried, before handing over to a person.
+        exhausted,
+        /// Said when the case goes to a person, above the case summary.
+        escalated,
+        /// The case summary for the person taking over. Slots: `{title}`,
+        /// `{platform}`, `{steps}` (one `summary_step` per line), `{paste}`.
+        summary,
+        /// One line of the summary's steps. Slots: `{step}`, `{outcome}`.
+        summary_step,
+        /// A step's outcome in the summary: it fixed the problem.
+        outcome_fixed,
+        /// A step's outcome in the summary: it did not help.
+        outcome_not_fixed,
+        /// A step's outcome in the summary: the user skipped it.
+        outcome_skipped,
+        /// The phone in the summary when nobody said which it is.
+        platform_unknown,
+        /// The answer to an empty message.
+        empty,
+        /// The answer to a message with no words (only emoji, say).
+        no_words,
+        /// The answer to something that is not one of the current step's choices.
+        not_understood,
+        /// Said when the user pastes the problem the case is already about.
+        same_symptom,
+        /// The offer to switch when a new message matches another problem. Slot: `{title}`.
+        switch_offer,
+        /// Said when the user declines to switch.
+        stay,
+        /// Said when going back one step.
+        back,
+        /// Said when `back` is asked on the first step.
+        at_first,
+        /// Said when a step is skipped.
+        skipped,
+        /// Said when `skip` is asked with no step open.
+        nothing_to_skip,
+        /// Said when the user closes the case.
+        stopped,
+        /// Said when the user starts over.
+        restarted,
+        /// Said when an idle case was closed and a new one starts.
+        expired,
+        /// Said when the user comes back to an open case.
+        resumed,
+        /// Said when the case's flow changed since its last step.
+        flow_updated,
+        /// The answer to a press on a button of an earlier step.
+        stale_button,
+        /// The answer to a press on someone else's button.
+        foreign_button,
+        /// Said when only the start of a long message was read. Slot: `{limit}`.
+        cut,
+        /// Said when part of a message was not readable text.
+        unreadable_bytes,
+        /// Said when the bot could not save the user's answer.
+        failure,
+        /// The answer to `/forget`.
+        forgotten,
+        /// Said once when someone sends messages too fast.
+        slow_down,
+        /// Said when personal data was removed from a message. Slot: `{removed}`,
+        /// the kinds listed with the words under `personal_data`.
+        removed,
     }
 }
 
@@ -109,9 +234,35 @@ fn to_phrase(text: &str) -> Result<String, String> {
 }
 
 string_table! {
-    /// What the `removed` notice calls each kind of personal data.
-    RawKindNames => KindNames<String> via to_phrase {
-        email, phone, name, user, imei, iccid, serial, device_id, card, password, token, url, ip,
+    /// What the `removed` notice calls each kind of personal data, at most 60
+    /// characters each.
+    RawKindNames as "KindNames" where (with = "String", length(min = 1, max = 60)) => KindNames<String> via to_phrase {
+        /// An e-mail address.
+        email,
+        /// A phone number.
+        phone,
+        /// A person's name, e.g. in "Ann's iPhone".
+        name,
+        /// A user name, e.g. in a home-directory path.
+        user,
+        /// An IMEI or MEID.
+        imei,
+        /// A SIM card number (ICCID).
+        iccid,
+        /// A serial number.
+        serial,
+        /// A device identifier: UDID, backup folder, Android ID, MAC address.
+        device_id,
+        /// A payment card number.
+        card,
+        /// A password or recovery key.
+        password,
+        /// An access token or key.
+        token,
+        /// A link carrying credentials.
+        url,
+        /// A public IP address.
+        ip,
     }
 }
 
@@ -180,11 +331,20 @@ impl PersonalData {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// How the `removed` notice names the personal data taken out of a message,
+/// and how it lists several kinds: "a, b and c".
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PersonalData")]
 struct RawPersonalData {
+    /// The words for each kind of personal data.
     kinds: RawKindNames,
+    /// Between two items of the list but the last two, used exactly as
+    /// written, spaces included: `", "`.
+    #[schemars(with = "String", length(min = 1))]
     separator: Spanned<String>,
+    /// Between the last two items, used exactly as written: `" and "`.
+    #[schemars(with = "String", length(min = 1))]
     last_separator: Spanned<String>,
 }
 
@@ -228,48 +388,95 @@ pub struct Bot {
     words: HashMap<String, Word>,
 }
 
-/// Raw form of `_bot.yaml`.
-#[derive(Debug, Deserialize)]
+/// fixbot's own words (`flows/_bot.yaml`): every sentence the bot says
+/// outside a flow step, its button labels, the words people type to navigate,
+/// and the matching thresholds. Run `fixbot check` after every change.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Bot", title = "fixbot bot strings")]
 pub struct RawBot {
+    /// Matching thresholds, all on the summed weights of a flow's patterns.
     settings: RawSettings,
+    /// Words that tell which phone the user has, matched like flow patterns.
     platforms: RawPlatforms,
+    /// Whole messages that mean a command or an answer. Case, accents and
+    /// punctuation are ignored; a phrase may appear in one list only.
     words: RawWords,
+    /// Button labels and command descriptions.
     labels: RawLabels,
+    /// The bot's sentences.
     messages: RawMessages,
+    /// The words of the notice about removed personal data.
     personal_data: RawPersonalData,
 }
 
-#[derive(Debug, Deserialize)]
+/// Matching thresholds, all on the summed weights of a flow's patterns.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Settings")]
 struct RawSettings {
+    /// The bot commits to a flow from this score on…
     commit_score: u32,
+    /// …when the flow also beats the runner-up by this much.
     margin: u32,
+    /// From this score on (and up to `commit_score`), flows are offered as
+    /// buttons in a clarifying question; below it the bot says it does not
+    /// recognise the message.
+    #[schemars(range(min = 1))]
     clarify_score: u32,
+    /// A new message in the middle of a case offers to switch flows from this
+    /// score on.
     switch_score: u32,
+    /// How many problems a clarifying question offers.
+    #[schemars(range(min = 2, max = 14))]
     max_candidates: usize,
 }
 
-/// Patterns that tell which phone the user has.
-#[derive(Debug, Deserialize)]
+/// Patterns that tell which phone the user has. The bot asks only when a step
+/// differs by platform and none of these matched.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Platforms")]
 pub struct RawPlatforms {
-    /// Patterns that point at an iPhone.
+    /// Patterns that point at an iPhone (`'\bi ?phones?\b'`), written like
+    /// flow patterns.
+    #[schemars(with = "Vec<String>")]
     pub ios: Vec<Spanned<String>>,
-    /// Patterns that point at an Android phone.
+    /// Patterns that point at an Android phone (`'\bpixel\b'`), written like
+    /// flow patterns.
+    #[schemars(with = "Vec<String>")]
     pub android: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Whole messages that mean a command or an answer, in every language the bot
+/// speaks.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Words")]
 struct RawWords {
+    /// Show the help (as `/help`).
+    #[schemars(with = "Vec<String>")]
     help: Spanned<Vec<String>>,
+    /// Go back one step (as `/back`).
+    #[schemars(with = "Vec<String>")]
     back: Spanned<Vec<String>>,
+    /// Start over (as `/restart`).
+    #[schemars(with = "Vec<String>")]
     restart: Spanned<Vec<String>>,
+    /// Skip the current step.
+    #[schemars(with = "Vec<String>")]
     skip: Spanned<Vec<String>>,
+    /// Close the case (as `/stop`).
+    #[schemars(with = "Vec<String>")]
     stop: Spanned<Vec<String>>,
+    /// Talk to a person (as `/human`).
+    #[schemars(with = "Vec<String>")]
     human: Spanned<Vec<String>>,
+    /// "It worked": chooses the step's choice that goes to `resolved`.
+    #[schemars(with = "Vec<String>")]
     fixed: Spanned<Vec<String>>,
+    /// "It didn't": chooses the step's choice that goes to `next`.
+    #[schemars(with = "Vec<String>")]
     not_fixed: Spanned<Vec<String>>,
 }
 
