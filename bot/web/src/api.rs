@@ -127,6 +127,11 @@ pub async fn send<S: Store + 'static>(
         }
         _ => return refuse(StatusCode::BAD_REQUEST, "Send exactly one of text, choice or command."),
     };
+    let forget = match &input {
+        Input::Command(command) => *command == Command::Forget,
+        Input::Text(text) => Command::parse(text) == Some(Command::Forget),
+        Input::Button(_) => false,
+    };
     let transition = match web.session.handle(&key, input, now()).await {
         Ok(transition) => transition,
         Err(error) => {
@@ -135,7 +140,10 @@ pub async fn send<S: Store + 'static>(
         }
     };
     let mut said = Vec::new();
-    if let Some(echo) = echo {
+    if forget {
+        // The store forgot them; so does the history their page reads.
+        web.outbox.forget(&user);
+    } else if let Some(echo) = echo {
         said.push((From::Visitor, Markup::plain(echo), Vec::new()));
     }
     if let Some(notice) = &transition.notice {

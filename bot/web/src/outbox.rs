@@ -100,6 +100,15 @@ impl Outbox {
         (pushed, latest)
     }
 
+    /// Drops everything kept for `user` (they asked to be forgotten); the
+    /// numbering goes on, so their open pages simply see nothing old again.
+    pub fn forget(&self, user: &str) {
+        let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(mailbox) = mailboxes.get_mut(user) {
+            mailbox.events.clear();
+        }
+    }
+
     /// The label of the choice `reference` offered to `user`, if it is still kept.
     pub fn label(&self, user: &str, reference: &str) -> Option<String> {
         let mailboxes = self.mailboxes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
