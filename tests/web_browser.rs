@@ -198,8 +198,23 @@ async fn the_chat_page_walks_a_case_in_chromium() {
         );
         return;
     };
-    let config = WebConfig { title: "IT Service Desk · Backup help".into(), ..WebConfig::default() };
+    // An intranet page on another origin that embeds the chat.
+    let intranet = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let intranet_origin = format!("http://{}", intranet.local_addr().unwrap());
+    let config = WebConfig {
+        title: "IT Service Desk · Backup help".into(),
+        allowed_origins: vec![intranet_origin.clone()],
+        ..WebConfig::default()
+    };
     let chat = Chat::start(config, None).await;
+    let host_page = format!(
+        "<!doctype html><title>Intranet</title><h1>Intranet</h1>\
+         <script src=\"{}/embed.js\" data-title=\"Backup help\" async></script>",
+        chat.base
+    );
+    let host =
+        axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(host_page) }));
+    tokio::spawn(async move { axum::serve(intranet, host).await });
     let page = format!("{}/", chat.base);
     let chromedriver = ChromeDriver::start(&driver).await;
 
@@ -236,6 +251,12 @@ async fn the_chat_page_walks_a_case_in_chromium() {
     let after_reload = ann.wait_for("the case after a reload", script, json!([])).await;
     assert_eq!(after_reload.as_str(), Some(second.as_str()), "the same step after a reload");
     assert!(ann.log().await.contains(&first), "and the earlier steps above it");
+    // Readable on a phone.
+    let phone = json!({"width": 390, "height": 844});
+    ann.call(reqwest::Method::POST, "/window/rect", Some(phone)).await;
+    let overflow = ann.run("return document.documentElement.scrollWidth > window.innerWidth;", json!([])).await;
+    assert_eq!(overflow, false, "nothing sticks out sideways on a phone");
+    ann.screenshot(&root().join("target/web-screenshot-phone.png")).await;
 
     // Bob, in another browser, sees a fresh chat and none of Ann's case.
     let bob = chromedriver.browser(&chromium).await;
@@ -252,6 +273,18 @@ async fn the_chat_page_walks_a_case_in_chromium() {
     assert_eq!(images, 0, "no element was made from the paste");
     assert_eq!(bob.alert().await, None, "no script ran");
     assert!(!ann.log().await.contains(hostile), "Ann does not see Bob's message");
+
+    // One script tag on the intranet page adds the chat in a frame.
+    bob.goto(&format!("{intranet_origin}/")).await;
+    let frame = bob.wait_for("the embedded frame", "return document.querySelector('iframe');", json!([])).await;
+    let title = bob.run("return document.querySelector('iframe').title;", json!([])).await;
+    assert_eq!(title, "Backup help", "the frame is named for screen readers");
+    bob.call(reqwest::Method::POST, "/frame", Some(json!({ "id": frame }))).await;
+    let greeting = "return document.querySelectorAll('#log > li.bot').length;";
+    bob.wait_for("the chat inside the frame", greeting, json!([])).await;
+    let embedded = bob.run("return document.documentElement.classList.contains('embedded');", json!([])).await;
+    assert_eq!(embedded, true);
+    bob.call(reqwest::Method::POST, "/frame", Some(json!({ "id": null }))).await;
 
     ann.quit().await;
     bob.quit().await;
