@@ -23,7 +23,7 @@ use fixbot_core::store::Store;
 use fixbot_core::text::truncate;
 use serde::{Deserialize, Serialize};
 
-use crate::outbox::{Choice, Event, From};
+use crate::outbox::{Choice, Event, Speaker};
 use crate::{PART, Shared, Web};
 
 /// Characters of a visitor's own text shown back to them.
@@ -103,7 +103,7 @@ pub async fn send<S: Store + 'static>(
                     ButtonError::Foreign => &bot.messages.foreign_button,
                     ButtonError::Malformed => &bot.messages.stale_button,
                 };
-                let said = vec![(From::Bot, template.render(), Vec::new())];
+                let said = vec![(Speaker::Bot, template.render(), Vec::new())];
                 return answer(&web, &user, said, arrived);
             }
         },
@@ -144,10 +144,10 @@ pub async fn send<S: Store + 'static>(
         // The store forgot them; so does the history their page reads.
         web.outbox.forget(&user);
     } else if let Some(echo) = echo {
-        said.push((From::Visitor, Markup::plain(echo), Vec::new()));
+        said.push((Speaker::Visitor, Markup::plain(echo), Vec::new()));
     }
     if let Some(notice) = &transition.notice {
-        said.push((From::Bot, Markup::plain(notice.clone()), Vec::new()));
+        said.push((Speaker::Bot, Markup::plain(notice.clone()), Vec::new()));
     }
     for reply in &transition.replies {
         let choices = (reply.choices.iter().enumerate())
@@ -156,7 +156,7 @@ pub async fn send<S: Store + 'static>(
                 reference: web.codec.encode(&key, reply.button(index)),
             })
             .collect();
-        said.push((From::Bot, reply.body.clone(), choices));
+        said.push((Speaker::Bot, reply.body.clone(), choices));
     }
     answer(&web, &user, said, arrived)
 }
@@ -191,8 +191,8 @@ pub async fn events<S: Store + 'static>(
 }
 
 /// Records what was said in the conversation's outbox and answers with it.
-fn answer<S>(web: &Web<S>, user: &str, said: Vec<(From, Markup, Vec<Choice>)>, arrived: Instant) -> Response {
-    let replies = said.iter().filter(|(from, _, _)| *from == From::Bot).count();
+fn answer<S>(web: &Web<S>, user: &str, said: Vec<(Speaker, Markup, Vec<Choice>)>, arrived: Instant) -> Response {
+    let replies = said.iter().filter(|(from, _, _)| *from == Speaker::Bot).count();
     metrics().messages_sent.with_label_values(&[PART]).inc_by(replies as u64);
     let (events, cursor) = web.outbox.push(user, said);
     metrics().reply_seconds.with_label_values(&[PART]).observe(arrived.elapsed().as_secs_f64());

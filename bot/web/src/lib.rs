@@ -21,7 +21,7 @@ use fixbot_core::flood::{Flood, RateLimit};
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
 
-pub use outbox::{Choice, Event, From};
+pub use outbox::{Choice, Event, Speaker};
 pub use token::{TOKEN_LEN, Tokens};
 
 /// The platform name in conversation keys, metrics and logs.

@@ -19,7 +19,7 @@ const MAX_CONVERSATIONS: usize = 10_000;
 /// Who said something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum From {
+pub enum Speaker {
     /// The bot.
     Bot,
     /// The visitor (their text as redacted, or the label they pressed).
@@ -42,7 +42,7 @@ pub struct Event {
     /// Increasing from 1 within the conversation.
     pub id: u64,
     /// Who said it.
-    pub from: From,
+    pub from: Speaker,
     /// The text, as styled spans.
     pub body: Markup,
     /// Answer buttons; empty when none.
@@ -75,7 +75,7 @@ pub struct Outbox {
 impl Outbox {
     /// Appends `messages` to `user`'s conversation; returns them numbered
     /// and the new cursor.
-    pub fn push(&self, user: &str, messages: Vec<(From, Markup, Vec<Choice>)>) -> (Vec<Event>, u64) {
+    pub fn push(&self, user: &str, messages: Vec<(Speaker, Markup, Vec<Choice>)>) -> (Vec<Event>, u64) {
         let mut mailboxes = self.mailboxes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !mailboxes.contains_key(user) && mailboxes.len() >= MAX_CONVERSATIONS {
             let idlest = mailboxes.iter().min_by_key(|(_, mailbox)| mailbox.touched).map(|(user, _)| user.clone());
@@ -145,8 +145,8 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn said(text: &str) -> (From, Markup, Vec<Choice>) {
-        (From::Bot, Markup::plain(text), Vec::new())
+    fn said(text: &str) -> (Speaker, Markup, Vec<Choice>) {
+        (Speaker::Bot, Markup::plain(text), Vec::new())
     }
 
     #[tokio::test]
