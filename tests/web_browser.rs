@@ -240,6 +240,9 @@ async fn the_chat_page_walks_a_case_in_chromium() {
         var last = steps[steps.length - 1].querySelector('.body').textContent;
         return last !== arguments[0] && last;";
     let second = ann.wait_for("the next step", script, json!([first])).await.as_str().unwrap().to_owned();
+    let scrolled = "var chat = document.querySelector('.chat');
+        return chat.scrollTop + chat.clientHeight >= chat.scrollHeight - 2;";
+    ann.wait_for("the newest message scrolled into view", scrolled, json!([])).await;
     let screenshot = root().join("target/web-screenshot.png");
     ann.screenshot(&screenshot).await;
     eprintln!("screenshot of the page mid-case: {}", screenshot.display());

@@ -18,7 +18,13 @@ const OPENAPI: &str = include_str!("../openapi.yaml");
 
 /// `GET /`: the chat page.
 pub async fn index<S: Store + 'static>(State(web): State<Shared<S>>) -> Response {
-    let html = INDEX.replace("{{title}}", &escape_html(&web.config.title));
+    // The controls say what the bot's own buttons say, from flows/_bot.yaml.
+    let flows = web.session.flows();
+    let labels = &flows.bot().labels;
+    let html = INDEX
+        .replace("{{title}}", &escape_html(&web.config.title))
+        .replace("{{restart}}", &escape_html(&labels.command_restart))
+        .replace("{{human}}", &escape_html(&labels.command_human));
     // Only the configured sites may frame the page (the embed).
     let ancestors: String = web.config.allowed_origins.iter().map(|origin| format!(" {origin}")).collect();
     let policy = format!(
