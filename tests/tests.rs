@@ -50,3 +50,7 @@ mod store_contract;
 mod telegram;
 /// Every transcript in `flows/transcripts/` replayed through the engine.
 mod transcripts;
+/// The web chat API: keys, messages, long polls, CORS, refusals, rate limit.
+mod web;
+/// The web chat page in headless Chromium, driven over WebDriver.
+mod web_browser;

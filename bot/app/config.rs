@@ -14,6 +14,7 @@ use fixbot_core::flood::RateLimit;
 use fixbot_core::text::parse_duration;
 use fixbot_discord::{DiscordConfig, ShardRange};
 use fixbot_telegram::TelegramConfig;
+use fixbot_web::WebConfig;
 use serde::Deserialize;
 
 /// Where settings are read from: a variable's value by name. The process
@@ -93,6 +94,8 @@ pub struct Settings {
     pub telegram: Option<(TelegramConfig, Updates)>,
     /// The Discord front-end, when its token is set.
     pub discord: Option<DiscordConfig>,
+    /// The web chat, when enabled.
+    pub web: Option<WebConfig>,
     /// Every secret value, for scrubbing them from logs and errors.
     pub secrets: Vec<String>,
 }
@@ -116,6 +119,8 @@ struct File {
     telegram: TelegramFile,
     #[serde(default)]
     discord: DiscordFile,
+    #[serde(default)]
+    web: WebFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +140,15 @@ struct DiscordFile {
     help_channels: Option<Vec<u64>>,
     threads: Option<bool>,
     shards: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebFile {
+    enabled: Option<bool>,
+    title: Option<String>,
+    accent_colour: Option<String>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 /// Where one value came from, for error messages.
@@ -418,6 +432,44 @@ impl Settings {
             }
         };
 
+        let web = file.web;
+        let enabled = layers.parse(
+            layers.pick(None, "FIXBOT_WEB_ENABLED", web.enabled.map(|on| on.to_string()), "web.enabled"),
+            "true or false",
+            boolean,
+        )?;
+        let web = match enabled {
+            Some(true) => {
+                let title = layers.pick(None, "FIXBOT_WEB_TITLE", web.title, "web.title").map(|given| given.value);
+                let accent_colour = layers.parse(
+                    layers.pick(None, "FIXBOT_WEB_ACCENT_COLOUR", web.accent_colour, "web.accent_colour"),
+                    "a colour like #2457a6",
+                    |text| fixbot_web::valid_colour(text).then(|| text.to_owned()),
+                )?;
+                let allowed_origins = layers.parse(
+                    layers.pick(
+                        None,
+                        "FIXBOT_WEB_ALLOWED_ORIGINS",
+                        web.allowed_origins.map(|origins| origins.join(",")),
+                        "web.allowed_origins",
+                    ),
+                    "a comma-separated list of origins like https://intranet.example",
+                    |text| {
+                        let origins = text.split(',').map(str::trim).filter(|origin| !origin.is_empty());
+                        origins.map(|origin| fixbot_web::valid_origin(origin).then(|| origin.to_owned())).collect()
+                    },
+                )?;
+                let defaults = WebConfig::default();
+                Some(WebConfig {
+                    title: title.filter(|title| !title.is_empty()).unwrap_or(defaults.title.clone()),
+                    accent_colour: accent_colour.unwrap_or(defaults.accent_colour.clone()),
+                    allowed_origins: allowed_origins.unwrap_or_default(),
+                    ..defaults
+                })
+            }
+            _ => None,
+        };
+
         Ok(Settings {
             flows,
             store,
@@ -431,6 +483,7 @@ impl Settings {
             max_message_bytes,
             telegram,
             discord,
+            web,
             secrets,
         })
     }
@@ -594,6 +647,28 @@ mod tests {
             );
             assert!(settings.is_ok(), "{name}: {:#}", settings.unwrap_err());
         }
+    }
+
+    #[test]
+    fn the_web_chat_is_off_until_enabled_and_its_looks_are_checked() {
+        assert!(resolve(Flags::default(), &[]).unwrap().web.is_none());
+        let (_file, flags) = file(
+            "web:\n  enabled: true\n  title: IT help\n  accent_colour: '#0a7'\n  allowed_origins: [https://intranet.example]\n",
+        );
+        let web = resolve(flags, &[]).unwrap().web.unwrap();
+        assert_eq!((web.title.as_str(), web.accent_colour.as_str()), ("IT help", "#0a7"));
+        assert_eq!(web.allowed_origins, ["https://intranet.example"]);
+        let error = resolve(Flags::default(), &[("FIXBOT_WEB_ENABLED", "yes"), ("FIXBOT_WEB_ACCENT_COLOUR", "red;}")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("FIXBOT_WEB_ACCENT_COLOUR `red;}` is not a colour"), "{error}");
+        let error = resolve(
+            Flags::default(),
+            &[("FIXBOT_WEB_ENABLED", "1"), ("FIXBOT_WEB_ALLOWED_ORIGINS", "https://a.example/")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("is not a comma-separated list of origins"), "{error}");
     }
 
     #[test]

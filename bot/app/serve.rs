@@ -1,6 +1,7 @@
 //! `fixbot serve`: one process runs every front-end whose token is set
-//! (Telegram, Discord) on one session and store, with one HTTP listener for
-//! health, readiness, metrics and the Telegram webhook. SIGHUP and edits to
+//! (Telegram, Discord) or that is enabled (the web chat) on one session and
+//! store, with one HTTP listener for health, readiness, metrics, the
+//! Telegram webhook and the web chat. SIGHUP and edits to
 //! the flow files reload the flows. SIGINT or SIGTERM stops taking updates,
 //! finishes the ones in flight within the shutdown timeout, closes the store
 //! and exits 0.
@@ -43,8 +44,11 @@ fn stopped(stopping: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send 
 /// Runs the server with `settings` until a signal stops it or a front-end
 /// fails for good.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    if settings.telegram.is_none() && settings.discord.is_none() {
-        bail!("nothing to serve: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN (see deploy/fixbot.env.example)");
+    if settings.telegram.is_none() && settings.discord.is_none() && settings.web.is_none() {
+        bail!(
+            "nothing to serve: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN, or FIXBOT_WEB_ENABLED=true \
+             (see deploy/fixbot.env.example)"
+        );
     }
     let origin = flows::locate(settings.flows.as_deref());
     let flows = flows::load_for_command(settings.flows.as_deref())?;
@@ -53,6 +57,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // buttons, and buttons keep working across restarts.
     let secret = store.meta_or_insert("button_secret", &random_hex()).await.context("reading the button secret")?;
     let codec = ButtonCodec::new(secret.as_bytes());
+    let web_secret = match settings.web {
+        Some(_) => Some(store.meta_or_insert("web_secret", &random_hex()).await.context("reading the web secret")?),
+        None => None,
+    };
     let config = EngineConfig { idle_timeout: settings.idle_timeout, match_limit: settings.max_message_bytes };
     let mut session = Session::new(store, flows, config);
     if let Some(limit) = settings.rate_limit {
@@ -77,6 +85,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let _ = stop.send(true);
         })
     };
+    if let (Some(config), Some(secret)) = (settings.web, web_secret) {
+        let router = fixbot_web::router(session.clone(), codec.clone(), secret.as_bytes(), config, stopping.clone());
+        http.mount(router);
+        tracing::info!(%address, "serving the web chat at /");
+    }
     let sweeper = tokio::spawn(sweep(session.clone(), settings.retention));
     let reloader = tokio::spawn(reload::run(origin, session.clone(), health.clone(), settings.watch_flows));
 
