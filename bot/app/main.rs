@@ -56,6 +56,10 @@ enum Command {
         /// Directory holding the flow files.
         #[arg(long, value_name = "DIR")]
         flows: Option<PathBuf>,
+        /// After reviewing stale translations, record today's English hashes
+        /// in them, so they no longer count as stale.
+        #[arg(long)]
+        bless_translations: bool,
     },
 }
 
@@ -68,7 +72,7 @@ fn main() -> ExitCode {
         logging::init(config::LogFormat::Human, "warn", &[]);
     }
     let result = match cli.command {
-        Command::Check { flows } => return check::run(flows.as_deref()),
+        Command::Check { flows, bless_translations } => return check::run(flows.as_deref(), bless_translations),
         Command::Diagnose(args) => diagnose::run(args),
         Command::Chat(args) => runtime().and_then(|runtime| runtime.block_on(console::run(args))),
         Command::Serve(flags) => config::Settings::resolve(flags, &env).and_then(|settings| {

@@ -5,6 +5,8 @@
 //!
 //! - [`flow`]: the flow files (`flows/*.yaml`, `flows/_bot.yaml`), loaded in
 //!   two stages and checked, every problem with its file and line.
+//! - [`lang`]: the five languages, platform locale hints, and the detector
+//!   that guesses a paste's language; translations load in `flow`.
 //! - [`matcher`]: one `RegexSet` over every pattern; a message becomes a
 //!   [`matcher::Diagnosis`].
 //! - [`engine`]: the pure state machine. A case, an input and the time in,
@@ -24,6 +26,7 @@ pub mod engine;
 pub mod flood;
 pub mod flow;
 pub mod health;
+pub mod lang;
 pub mod markup;
 pub mod matcher;
 pub mod metrics;

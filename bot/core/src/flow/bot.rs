@@ -2,7 +2,7 @@
 //! bot itself, and the matching thresholds. Kept out of Rust so that support
 //! staff can reword the bot (or translate it) without a release.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
@@ -32,7 +32,23 @@ macro_rules! string_table {
             $(pub $field: $ty,)*
         }
 
+        impl $raw {
+            /// Each string's key and English text, for translation hashes.
+            fn texts(&self) -> Vec<(&'static str, &str)> {
+                vec![$((stringify!($field), self.$field.value.as_str()),)*]
+            }
+        }
+
         impl $name {
+            /// Replaces the string named `name` by `text`, validated the same
+            /// way; `None` when there is no such string.
+            pub(crate) fn set(&mut self, name: &str, text: &str) -> Option<Result<(), String>> {
+                match name {
+                    $(stringify!($field) => Some($convert(text).map(|value| self.$field = value)),)*
+                    _ => None,
+                }
+            }
+
             fn from_raw(raw: $raw, problems: &mut Problems) -> Option<$name> {
                 let mut ok = true;
                 $(
@@ -80,6 +96,7 @@ string_table! {
         fixed, not_fixed, ios, android, person, switch, stay, none_of_these,
         command_fix, command_start, command_help, command_back, command_restart, command_human, command_stop,
         command_fix_error, paste_title, paste_label, thread_name, command_forget,
+        command_language, command_language_option,
     }
 }
 
@@ -92,6 +109,7 @@ string_table! {
         not_understood, same_symptom, switch_offer, stay, back, at_first, skipped,
         nothing_to_skip, stopped, restarted, expired, resumed, flow_updated,
         stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten, slow_down, removed,
+        language_set, language_list,
     }
 }
 
@@ -226,6 +244,9 @@ pub struct Bot {
     /// Names of the kinds of personal data, for the `removed` notice.
     pub personal_data: PersonalData,
     words: HashMap<String, Word>,
+    /// The English text of every translatable string, by `section.key`
+    /// (`labels.fixed`, `messages.greeting`, `personal_data.email`).
+    pub(crate) sources: BTreeMap<String, String>,
 }
 
 /// Raw form of `_bot.yaml`.
@@ -308,6 +329,24 @@ impl Bot {
                 }
             }
         }
+        let mut sources = BTreeMap::new();
+        let sections = [
+            ("labels", raw.labels.texts()),
+            ("messages", raw.messages.texts()),
+            ("personal_data", raw.personal_data.kinds.texts()),
+            (
+                "personal_data",
+                vec![
+                    ("separator", raw.personal_data.separator.value.as_str()),
+                    ("last_separator", raw.personal_data.last_separator.value.as_str()),
+                ],
+            ),
+        ];
+        for (section, texts) in sections {
+            for (key, text) in texts {
+                sources.insert(format!("{section}.{key}"), text.to_owned());
+            }
+        }
         let labels = Labels::from_raw(raw.labels, problems);
         let removed_line = line_of(&raw.messages.removed);
         let messages = Messages::from_raw(raw.messages, problems);
@@ -330,6 +369,7 @@ impl Bot {
                 messages: messages?,
                 personal_data: personal_data?,
                 words,
+                sources,
             })
         })();
         (bot, raw.platforms)
