@@ -49,8 +49,9 @@ fn play(flows: &Flows, hint: Option<Lang>, case: Option<Case>, text: &str) -> Tr
 
 #[test]
 fn a_step_missing_any_text_is_shown_wholly_in_english() {
-    // `check` lacks its android text and `common` one choice label's list:
-    // both stay English as a whole; `last` is complete and translated.
+    // `check` lacks its android text and `common` its choice labels: both
+    // stay English as a whole; `last` is complete, with the default buttons
+    // from the French `_bot.yaml`, and translated.
     let french = r#"
 title: { source: "0", text: "L'espace alpha est plein" }
 steps:
@@ -64,7 +65,9 @@ steps:
     source: "0"
     text: "La dernière étape."
 "#;
-    let flows = load(&[("i18n/fr/alpha.yaml", french)]).unwrap_or_else(|errors| panic!("{errors}"));
+    let bot = "labels:\n  fixed: { source: '0', text: \"C'est réglé\" }\n  not_fixed: { source: '0', text: 'Ça échoue encore' }\n";
+    let flows =
+        load(&[("i18n/fr/alpha.yaml", french), ("i18n/fr/_bot.yaml", bot)]).unwrap_or_else(|errors| panic!("{errors}"));
     let alpha = flows.get_in(Lang::Fr, "alpha").unwrap();
     assert_eq!(alpha.title, "L'espace alpha est plein");
     assert_eq!(alpha.summary, "The alpha space is smaller than the backup.", "the summary falls back alone");
@@ -74,6 +77,7 @@ steps:
     assert_eq!(alpha.steps[1].ios.as_ref().unwrap().render().to_plain(), "Everyone sees this.");
     assert_eq!(alpha.steps[1].choices[0].label, "It works now");
     assert_eq!(alpha.steps[2].ios.as_ref().unwrap().render().to_plain(), "La dernière étape.");
+    assert_eq!(alpha.steps[2].choices[0].label, "C'est réglé");
     // English is untouched.
     assert_eq!(flows.get("alpha").unwrap().title, "Alpha space is full");
 
@@ -82,10 +86,10 @@ steps:
     assert!(all.contains("fr: not translated: summary, step `check` (incomplete"), "{all}");
     assert!(all.contains("step `common` (incomplete"), "{all}");
     assert!(all.contains("flows/i18n/fr/alpha.yaml:2: fr: `title` is stale"), "{all}");
-    assert!(all.contains("fr: `_bot.yaml` is not translated"), "{all}");
+    assert!(all.contains("bot string(s) not translated: labels.android, "), "{all}");
     assert!(all.contains("de: no translations yet"), "{all}");
     // Blessing would write today's hash of the English title.
-    let stale = flows.stale_translations().iter().find(|stale| stale.line == 2).unwrap();
+    let stale = flows.stale_translations().iter().find(|s| s.line == 2 && s.file.ends_with("alpha.yaml")).unwrap();
     assert_eq!(stale.new, source_hash(["Alpha space is full"]));
 }
 
@@ -98,6 +102,13 @@ steps:
     ios: "iPhone : libérez {needed|de la place}."
 "#;
     let flows = load(&[("i18n/fr/alpha.yaml", french)]).unwrap();
+    // Without a French `_bot.yaml` a step with the default buttons would be
+    // half French, so it stays English.
+    let last = format!("{french}  last:\n    source: '0'\n    text: 'La dernière étape.'\n");
+    let with_last = load(&[("i18n/fr/alpha.yaml", &last)]).unwrap();
+    let step = &with_last.get_in(Lang::Fr, "alpha").unwrap().steps[2];
+    assert_eq!(step.ios.as_ref().unwrap().render().to_plain(), "The last step.");
+    assert!(with_last.warnings().iter().any(|w| w.message.contains("`_bot.yaml` is not translated")));
     let shown = play(&flows, Some(Lang::Fr), None, "my iphone says alpha is full by 5 GB");
     let text = shown.replies.last().unwrap().to_plain();
     assert!(text.contains("iPhone: free 5 GB."), "{text}");

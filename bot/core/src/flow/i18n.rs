@@ -161,15 +161,19 @@ pub(crate) fn build_locales(
         }
         let mut locale = Locale { bot: bot.clone(), flows: english.iter().map(|e| e.flow.clone()).collect() };
         let mut seen_bot = false;
+        let mut bot_done = BTreeSet::new();
         let mut seen_flows = BTreeSet::new();
-        for file in mine {
+        // `_bot.yaml` first: steps with the default choices need its labels.
+        let (bots, flows): (Vec<&Input<'_>>, Vec<&Input<'_>>) =
+            mine.into_iter().partition(|file| file.path.file_stem().is_some_and(|stem| stem == "_bot"));
+        for file in bots.into_iter().chain(flows) {
             problems.set_file(file.path);
             report.warnings.set_file(file.path);
             let stem = file.path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
             if stem == "_bot" {
                 seen_bot = true;
                 match yaml::from_str::<RawBotText>(file.text) {
-                    Ok(raw) => translate_bot(lang, &raw, bot, &mut locale.bot, problems, report, file.path),
+                    Ok(raw) => bot_done = translate_bot(lang, &raw, bot, &mut locale.bot, problems, report, file.path),
                     Err(error) => problems.push(error.line, error.message),
                 }
                 continue;
@@ -182,14 +186,15 @@ pub(crate) fn build_locales(
             seen_flows.insert(index);
             match yaml::from_str::<RawFlowText>(file.text) {
                 Ok(raw) => {
-                    // Steps take the translated default labels when the
-                    // English step has no choices, so the bot goes first.
-                    let labels = (locale.bot.labels.fixed.clone(), locale.bot.labels.not_fixed.clone());
+                    // A step with the default choices is only whole when
+                    // both default labels are translated too.
+                    let labels = (bot_done.contains("labels.fixed") && bot_done.contains("labels.not_fixed"))
+                        .then(|| (locale.bot.labels.fixed.clone(), locale.bot.labels.not_fixed.clone()));
                     translate_flow(
                         lang,
                         &raw,
                         &english[index],
-                        &labels,
+                        labels.as_ref(),
                         &mut locale.flows[index],
                         problems,
                         report,
@@ -214,7 +219,6 @@ pub(crate) fn build_locales(
                 .warnings
                 .push(0, format!("{lang}: {} flow(s) not translated: {}", untranslated.len(), untranslated.join(", ")));
         }
-        // Default choices of untranslated steps follow the bot's labels.
         locales.insert(lang, locale);
     }
     locales
@@ -243,7 +247,7 @@ fn translate_bot(
     problems: &mut Problems,
     report: &mut Report,
     path: &Path,
-) {
+) -> BTreeSet<String> {
     let mut done = BTreeSet::new();
     for (section, entries) in
         [("labels", &raw.labels), ("messages", &raw.messages), ("personal_data", &raw.personal_data)]
@@ -298,6 +302,7 @@ fn translate_bot(
             .warnings
             .push(0, format!("{lang}: {} bot string(s) not translated: {}", missing.len(), missing.join(", ")));
     }
+    done
 }
 
 /// Errors unless `translated` uses exactly the slots of `english`.
@@ -324,7 +329,7 @@ fn translate_flow(
     lang: Lang,
     raw: &RawFlowText,
     english: &English<'_>,
-    default_labels: &(String, String),
+    default_labels: Option<&(String, String)>,
     flow: &mut Flow,
     problems: &mut Problems,
     report: &mut Report,
@@ -394,7 +399,7 @@ fn translate_step(
     english: &RawStep,
     entry: &RawStepText,
     step: &Step,
-    default_labels: &(String, String),
+    default_labels: Option<&(String, String)>,
 ) -> Result<Option<Step>, Vec<String>> {
     let mut errors = Vec::new();
     let mut complete = true;
@@ -430,12 +435,14 @@ fn translate_step(
     match (&english.choices, &entry.choices) {
         (None, Some(_)) => errors.push("has `choices` but the English step uses the default ones".to_owned()),
         (Some(_), None) => complete = false,
-        (None, None) => {
-            if let [fixed, not_fixed] = choices.as_mut_slice() {
-                fixed.label = default_labels.0.clone();
-                not_fixed.label = default_labels.1.clone();
+        (None, None) => match (default_labels, choices.as_mut_slice()) {
+            (Some((fixed_label, not_fixed_label)), [fixed, not_fixed]) => {
+                fixed.label.clone_from(fixed_label);
+                not_fixed.label.clone_from(not_fixed_label);
             }
-        }
+            // The default buttons would stay English: not a whole step.
+            _ => complete = false,
+        },
         (Some(want), Some(labels)) => {
             if want.len() != labels.len() {
                 errors.push(format!("has {} choice labels, the English step has {}", labels.len(), want.len()));
