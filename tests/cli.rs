@@ -251,3 +251,41 @@ fn forget_deletes_a_persons_case_from_the_command_line() {
     let output = fixbot(&["chat", "--store", &url, "--user", "ann"], b"");
     assert!(!stdout(&output).contains("Welcome back"), "the case is gone");
 }
+
+/// Issue "Speaking the user's language": an English edit makes its
+/// translations stale (a warning, exit 0); `--bless-translations` records
+/// the new English hash after review, and a bad translation fails the check.
+#[test]
+fn check_warns_of_stale_translations_and_blesses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    copy_flows(&flows);
+    let spanish = flows.join("i18n/es");
+    std::fs::create_dir_all(&spanish).unwrap();
+    for entry in std::fs::read_dir(root().join("flows/i18n/es")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, spanish.join(path.file_name().unwrap())).unwrap();
+    }
+    edit(&flows.join("cloud_storage_full.yaml"), "Keep the backup of the phone", "Always keep the backup of the phone");
+
+    let output = fixbot_in(dir.path(), &["check"], b"");
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("warning: flows/i18n/es/cloud_storage_full.yaml:"), "{out}");
+    assert!(out.contains("es: step `delete_old_backups` is stale"), "{out}");
+    assert!(out.contains("warning: flows/i18n/fr: fr: no translations yet"), "{out}");
+
+    let output = fixbot_in(dir.path(), &["check", "--bless-translations"], b"");
+    assert!(stdout(&output).contains("blessed 1 stale translation(s)"), "{}", stdout(&output));
+    let output = fixbot_in(dir.path(), &["check"], b"");
+    assert!(!stdout(&output).contains("is stale"), "{}", stdout(&output));
+
+    edit(&spanish.join("cloud_storage_full.yaml"), "{needed|el tamaño", "{necesario|el tamaño");
+    let output = fixbot_in(dir.path(), &["check"], b"");
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("slots {necesario} differ from the English slots {needed}"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -434,3 +434,19 @@ async fn two_servers_split_the_shards_and_each_answers_its_own() {
         assert!(asked, "server {instance} asked for the recommended shard count");
     }
 }
+
+/// Issue "Speaking the user's language": the interaction's `locale` (the
+/// user's Discord app language) picks the language of a new case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interaction_locale_picks_the_language_of_the_answer() {
+    let fake = FakeDiscord::start().await;
+    let bot = Harness::start(&fake, memory(), Vec::new()).await;
+    let channel = Place::guild(GUILD, 12);
+    fake.set_locale(5, "fr");
+    fake.slash(channel, 5, "fix", error(ICLOUD_FULL));
+    let posted = posts(&fake, 1).await;
+    assert!(posted[0].content.contains("Le stockage en ligne est plein"), "{}", posted[0].content);
+    let labels: Vec<&str> = posted[0].buttons.iter().flatten().map(|button| button.label.as_str()).collect();
+    assert!(labels.contains(&"Pas assez d'espace libre"), "{labels:?}");
+    bot.stop().await;
+}

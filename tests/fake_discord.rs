@@ -371,6 +371,8 @@ struct Inner {
     channels: HashMap<u64, Chan>,
     /// user → DM channel.
     dms: HashMap<u64, u64>,
+    /// The app language of users who set one; others send `en-US`.
+    locales: HashMap<u64, String>,
     threads: Vec<(u64, u64, String)>,
     interactions: HashMap<u64, Itx>,
     tokens: HashMap<String, u64>,
@@ -702,6 +704,12 @@ impl FakeDiscord {
     /// For a DM place, `user` is the other side of the DM.
     pub fn add_place(&self, place: Place, user: u64) {
         self.shared.lock().register_place(place, user);
+    }
+
+    /// Sets the locale `user`'s Discord app sends with each interaction
+    /// (`"fr"`, `"pt-BR"`); users without one send `en-US`.
+    pub fn set_locale(&self, user: u64, locale: &str) {
+        self.shared.lock().locales.insert(user, locale.to_owned());
     }
 
     /// The DM channel of `user`, if one is known.
@@ -1434,7 +1442,7 @@ impl Inner {
             "channel_id": place.channel.to_string(),
             "channel": self.channel_json(place.channel),
             "app_permissions": PERMISSIONS.to_string(),
-            "locale": "en-US",
+            "locale": self.locales.get(&user).map_or("en-US", String::as_str),
             "entitlements": [],
             "attachment_size_limit": 10_485_760,
         });

@@ -18,6 +18,7 @@ fn case(turn: u32, updated_at: i64) -> Case {
         captures: BTreeMap::from([("needed".to_owned(), "5 GB".to_owned())]),
         history: Vec::new(),
         paste: "Not enough iCloud storage ✓".into(),
+        language: fixbot_core::lang::Lang::Es,
         opened_at: 100,
         updated_at,
         expired: false,

@@ -90,7 +90,7 @@ async fn a_private_case_walked_to_its_end_with_buttons() {
     assert!(
         fake.calls()
             .iter()
-            .any(|call| call.method == "setmycommands" && call.params["commands"].as_array().unwrap().len() == 8)
+            .any(|call| call.method == "setmycommands" && call.params["commands"].as_array().unwrap().len() == 9)
     );
 
     fake.text(chat, user(10), ICLOUD_FULL);
@@ -372,4 +372,27 @@ async fn the_webhook_takes_updates_with_the_right_secret_once() {
     assert_eq!(post_update(address, "hook-secret_1", "not json").await, 200);
     assert_eq!(sends(&fake.calls()), 1);
     assert!(fake.sent()[0].plain.contains("Cloud storage"));
+}
+
+/// Issue "Speaking the user's language": the user's Telegram app language
+/// (`from.language_code`) picks the language of a new case, and `/language`
+/// switches it mid-case, showing the current step again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn language_code_es_gets_a_spanish_answer_and_language_switches_back() {
+    let fake = FakeTelegram::start().await;
+    let bot = Harness::start(&fake, memory()).await;
+    let chat = Chat::private(40);
+    let spanish = User { id: 40, language: "es" };
+    fake.text(chat, spanish, ICLOUD_FULL);
+    let sent = bot.sent(1).await;
+    assert!(sent[0].plain.contains("El almacenamiento en la nube está lleno"), "{}", sent[0].plain);
+    assert!(sent[0].plain.contains("Ajustes → [tu nombre] → iCloud"), "{}", sent[0].plain);
+    assert!(button(&sent[0], "No hay suficiente espacio").len() <= 64);
+
+    fake.text(chat, spanish, "/language en");
+    let sent = bot.sent(2).await;
+    assert!(sent[1].plain.contains("answer in English"), "{}", sent[1].plain);
+    assert!(sent[1].plain.contains("Settings → [your name] → iCloud"), "{}", sent[1].plain);
+    button(&sent[1], "Not enough free space");
+    bot.stop().await;
 }

@@ -30,6 +30,8 @@ mod engine;
 mod faults;
 /// The hostile-input corpus and forged buttons through both front-ends.
 mod hostile;
+/// Translations: fallback, checks, the language of a case.
+mod i18n;
 /// The matcher fires exactly what the regex crate finds.
 mod matcher;
 /// Two `fixbot serve` processes on one PostgreSQL behind the Telegram webhook, one killed.

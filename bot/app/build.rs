@@ -11,6 +11,16 @@ fn main() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect())
         .unwrap_or_default();
+    // Translations: flows/i18n/<lang>/*.yaml, embedded as `i18n/<lang>/<file>`.
+    let i18n = dir.join("i18n");
+    println!("cargo:rerun-if-changed={}", i18n.display());
+    for lang in std::fs::read_dir(&i18n).into_iter().flatten().filter_map(|entry| entry.ok().map(|entry| entry.path()))
+    {
+        println!("cargo:rerun-if-changed={}", lang.display());
+        files.extend(
+            std::fs::read_dir(&lang).into_iter().flatten().filter_map(|entry| entry.ok().map(|entry| entry.path())),
+        );
+    }
     files.retain(|path| path.extension().is_some_and(|ext| ext == "yaml"));
     files.sort();
     let mut code = String::from(
@@ -18,7 +28,7 @@ fn main() {
     );
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
-        let name = path.file_name().and_then(|name| name.to_str()).expect("flow file names are UTF-8");
+        let name = path.strip_prefix(&dir).ok().and_then(|name| name.to_str()).expect("flow file names are UTF-8");
         writeln!(code, "    ({name:?}, include_str!({:?})),", path.display().to_string()).expect("writing to a String");
     }
     code.push_str("];\n");

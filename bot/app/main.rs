@@ -62,6 +62,10 @@ enum Command {
         /// Directory holding the flow files.
         #[arg(long, value_name = "DIR")]
         flows: Option<PathBuf>,
+        /// After reviewing stale translations, record today's English hashes
+        /// in them, so they no longer count as stale.
+        #[arg(long)]
+        bless_translations: bool,
     },
     /// Play transcripts through the bot; exit 0 when it still answers as each
     /// one says, 1 with a diff of every difference.
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
         logging::init(config::LogFormat::Human, "warn", &[]);
     }
     let result = match cli.command {
-        Command::Check { flows } => return check::run(flows.as_deref()),
+        Command::Check { flows, bless_translations } => return check::run(flows.as_deref(), bless_translations),
         Command::Diagnose(args) => diagnose::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Test(args) => match test::run(args) {

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::flow::Platform;
+use crate::lang::Lang;
 
 /// Identifies one conversation: one user in one place on one platform. Two
 /// users in one channel have separate cases; a thread or forum topic is its
@@ -188,6 +189,10 @@ pub struct Case {
     /// The redacted message that opened the case, cut short.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub paste: String,
+    /// The language the case is answered in; cases stored before there
+    /// were translations load as English.
+    #[serde(default, skip_serializing_if = "Lang::is_english")]
+    pub language: Lang,
     /// Unix seconds when the case opened.
     pub opened_at: i64,
     /// Unix seconds of the last change; idle expiry counts from here.

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use crate::button::ButtonRef;
 use crate::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Tried};
 pub use crate::command::Command;
-use crate::flow::{Flow, Flows, Goto, Platform, Word};
+use crate::flow::{Bot, Flow, Flows, Goto, Platform, Word};
+use crate::lang::{Lang, detect};
 use crate::markup::{Markup, Template};
 use crate::matcher::Verdict;
 use crate::redact::redact;
@@ -142,7 +143,7 @@ pub fn diagnose_text(flows: &Flows, text: &str) -> crate::matcher::Diagnosis {
     flows.diagnose(&redact(&sanitize(text)).text)
 }
 
-/// Handles one input for one conversation.
+/// Handles one input for one conversation, with no hint of the user's language.
 pub fn handle(
     flows: &Flows,
     config: &EngineConfig,
@@ -151,7 +152,25 @@ pub fn handle(
     input: Input,
     now: i64,
 ) -> Transition {
-    let mut run = Run::new(flows, config, key, case, now);
+    handle_in(flows, config, key, case, input, now, None)
+}
+
+/// Handles one input for one conversation. `hint` is the language the
+/// platform says the user's app is set to ([`Lang::from_hint`]).
+///
+/// A case speaks the language it was opened in: the user's `/language`
+/// choice, else the platform's hint, else the language detected in the
+/// message that opened it, else English. `/language` changes it at any time.
+pub fn handle_in(
+    flows: &Flows,
+    config: &EngineConfig,
+    key: &ConversationKey,
+    case: Option<Case>,
+    input: Input,
+    now: i64,
+    hint: Option<Lang>,
+) -> Transition {
+    let mut run = Run::new(flows, config, key, case, now, hint);
     run.expire_idle();
     if run.reconcile() {
         run.input(input);
@@ -165,7 +184,7 @@ pub fn handle(
 /// one who does is told the case expired without it being recorded twice.
 /// Any other case comes back unchanged. No replies: nobody is waiting.
 pub fn expire(flows: &Flows, config: &EngineConfig, key: &ConversationKey, case: Case, now: i64) -> Transition {
-    let mut run = Run::new(flows, config, key, Some(case), now);
+    let mut run = Run::new(flows, config, key, Some(case), now, None);
     if run.idle() && run.case.as_ref().is_some_and(|case| !case.expired) {
         let (flow, step) = run.place();
         run.record(&flow, &step, Outcome::Abandoned);
@@ -191,6 +210,9 @@ enum Action {
 /// The working state of one `handle` call.
 struct Run<'a> {
     flows: &'a Flows,
+    /// The language replies are in: the case's, or the one it will open in.
+    lang: Lang,
+    hint: Option<Lang>,
     config: &'a EngineConfig,
     key: &'a ConversationKey,
     now: i64,
@@ -211,9 +233,12 @@ impl<'a> Run<'a> {
         key: &'a ConversationKey,
         case: Option<Case>,
         now: i64,
+        hint: Option<Lang>,
     ) -> Run<'a> {
         Run {
             flows,
+            lang: case.as_ref().map(|case| case.language).or(hint).unwrap_or_default(),
+            hint,
             config,
             key,
             now,
@@ -226,6 +251,16 @@ impl<'a> Run<'a> {
             diagnosis: None,
             changed: false,
         }
+    }
+
+    /// The bot's strings in the case's language.
+    fn bot(&self) -> &'a Bot {
+        self.flows.bot_in(self.lang)
+    }
+
+    /// A flow in the case's language.
+    fn flow(&self, id: &str) -> Option<&'a Flow> {
+        self.flows.get_in(self.lang, id)
     }
 
     fn finish(self) -> Transition {
@@ -251,7 +286,7 @@ impl<'a> Run<'a> {
     }
 
     fn command(&mut self, command: Command) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         match command {
             Command::Start => match self.case {
                 Some(_) => {
@@ -286,6 +321,24 @@ impl<'a> Run<'a> {
                 self.say(&messages.stopped, &[]);
             }
             Command::Human => self.escalate(),
+            Command::Language(Some(lang)) => {
+                self.lang = lang;
+                let had_case = self.case.is_some();
+                self.open().language = lang;
+                self.say(&self.bot().messages.language_set, &[("language", lang.name())]);
+                // Mid-case the question on screen comes back in the new
+                // language; before any case, the greeting does.
+                match had_case {
+                    true => self.prompt(),
+                    false => self.say(&self.bot().messages.greeting, &[]),
+                }
+            }
+            Command::Language(None) => {
+                let list: Vec<String> =
+                    Lang::ALL.iter().map(|lang| format!("`/language {}` {}", lang.code(), lang.name())).collect();
+                self.say(&messages.language_list, &[("languages", &list.join("\n"))]);
+                self.prompt();
+            }
             // The session deletes the stored traces before the engine runs;
             // here the case is dropped without an outcome, so nothing new is
             // written about the user.
@@ -301,12 +354,12 @@ impl<'a> Run<'a> {
         let action = if current { self.actions().into_iter().nth(usize::from(button.choice)) } else { None };
         match action {
             Some((_, action)) => self.act(action),
-            None => self.notice = Some(self.flows.bot().messages.stale_button.render().to_plain()),
+            None => self.notice = Some(self.bot().messages.stale_button.render().to_plain()),
         }
     }
 
     fn text(&mut self, raw: &str) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         let clean = sanitize(raw);
         if clean.is_empty() {
             self.say(&messages.empty, &[]);
@@ -316,10 +369,18 @@ impl<'a> Run<'a> {
             self.say(&messages.no_words, &[]);
             return self.prompt();
         }
+        // A case opens in the language of its first message when the
+        // platform gave no hint.
+        if self.case.is_none()
+            && self.hint.is_none()
+            && let Some(lang) = detect(&clean).lang
+        {
+            self.lang = lang;
+        }
         if let Some(command) = Command::parse(&clean) {
             return self.command(command);
         }
-        let word = self.flows.bot().word(&clean);
+        let word = self.bot().word(&clean);
         if let Some(Word::Command(command)) = word {
             return self.command(command);
         }
@@ -361,7 +422,7 @@ impl<'a> Run<'a> {
     }
 
     fn diagnose(&mut self, text: &str) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         let limit = self.config.match_limit;
         let cut = truncate(text, limit);
         if cut.len() < text.len() {
@@ -376,7 +437,7 @@ impl<'a> Run<'a> {
         // The user hears what was taken out, by kind only: the data itself
         // is never echoed, and the notice shares the reply's message.
         if !redacted.removed.is_empty() {
-            let removed = self.flows.bot().personal_data.list(&redacted.removed);
+            let removed = self.bot().personal_data.list(&redacted.removed);
             self.say(&messages.removed, &[("removed", &removed)]);
         }
         let at = self.position();
@@ -385,11 +446,11 @@ impl<'a> Run<'a> {
             // Mid-case: a strong new symptom is offered as a switch; anything
             // else is an answer we did not understand.
             match diagnosis.verdict {
-                Verdict::Symptom(flow) if self.flows.at(flow).id == at.flow => {
+                Verdict::Symptom(flow) if self.flows.at_in(self.lang, flow).id == at.flow => {
                     self.say(&messages.same_symptom, &[]);
                 }
-                Verdict::Symptom(flow) if diagnosis.score_of(flow) >= self.flows.bot().settings.switch_score => {
-                    let to = self.flows.at(flow).id.clone();
+                Verdict::Symptom(flow) if diagnosis.score_of(flow) >= self.bot().settings.switch_score => {
+                    let to = self.flows.at_in(self.lang, flow).id.clone();
                     self.set_phase(Phase::OfferingSwitch { at, to });
                 }
                 _ => self.say(&messages.not_understood, &[]),
@@ -400,7 +461,7 @@ impl<'a> Run<'a> {
         let paste: String = redacted.text.chars().take(500).collect();
         match diagnosis.verdict {
             Verdict::Symptom(flow) => {
-                let flow = self.flows.at(flow);
+                let flow = self.flows.at_in(self.lang, flow);
                 self.diagnosis = Some(Diagnosed::Symptom(flow.id.clone()));
                 let case = self.open();
                 case.paste = paste;
@@ -409,7 +470,7 @@ impl<'a> Run<'a> {
                 if case.platform.is_none() {
                     case.platform = diagnosis.platform;
                 }
-                self.start_flow(flow, &self.flows.bot().messages.diagnosed);
+                self.start_flow(flow, &self.bot().messages.diagnosed);
             }
             Verdict::Unsure(candidates) => {
                 let case = self.open();
@@ -418,7 +479,8 @@ impl<'a> Run<'a> {
                 if case.platform.is_none() {
                     case.platform = diagnosis.platform;
                 }
-                let candidates: Vec<String> = candidates.iter().map(|&flow| self.flows.at(flow).id.clone()).collect();
+                let candidates: Vec<String> =
+                    candidates.iter().map(|&flow| self.flows.at_in(self.lang, flow).id.clone()).collect();
                 self.diagnosis = Some(Diagnosed::Unsure(candidates.clone()));
                 self.set_phase(Phase::Clarifying { candidates });
                 self.prompt();
@@ -440,13 +502,13 @@ impl<'a> Run<'a> {
     /// The choices on offer in the current phase: labels and what they do.
     /// Buttons, typed numbers and typed labels all go through this one list.
     fn actions(&self) -> Vec<(String, Action)> {
-        let labels = &self.flows.bot().labels;
+        let labels = &self.bot().labels;
         let Some(case) = &self.case else { return Vec::new() };
-        let titled = |id: &str| self.flows.get(id).map(|flow| (flow.title.clone(), Action::Start(flow.id.clone())));
+        let titled = |id: &str| self.flow(id).map(|flow| (flow.title.clone(), Action::Start(flow.id.clone())));
         match &case.phase {
             Phase::AwaitingSymptom => self
                 .flows
-                .iter()
+                .iter_in(self.lang)
                 .map(|flow| (flow.title.clone(), Action::Start(flow.id.clone())))
                 .chain([(labels.person.clone(), Action::Person)])
                 .collect(),
@@ -474,10 +536,10 @@ impl<'a> Run<'a> {
     }
 
     fn act(&mut self, action: Action) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         match action {
             Action::Start(id) => {
-                let Some(flow) = self.flows.get(&id) else { return self.prompt() };
+                let Some(flow) = self.flow(&id) else { return self.prompt() };
                 self.open();
                 self.start_flow(flow, &messages.continue_flow);
             }
@@ -493,7 +555,7 @@ impl<'a> Run<'a> {
                 match goto {
                     Goto::Next => self.enter_after(&at),
                     Goto::Step(index) => {
-                        if let Some(step) = self.flows.get(&at.flow).and_then(|flow| flow.steps.get(index)) {
+                        if let Some(step) = self.flow(&at.flow).and_then(|flow| flow.steps.get(index)) {
                             let step = step.id.clone();
                             self.enter_from(&at.flow, &step);
                         }
@@ -503,7 +565,7 @@ impl<'a> Run<'a> {
                         self.say(&messages.resolved, &[]);
                     }
                     Goto::Escalate => self.escalate(),
-                    Goto::Flow(id) => match self.flows.get(&id) {
+                    Goto::Flow(id) => match self.flow(&id) {
                         Some(flow) => self.start_flow(flow, &messages.continue_flow),
                         None => self.escalate(),
                     },
@@ -515,7 +577,7 @@ impl<'a> Run<'a> {
                 self.prompt();
             }
             Action::Switch(id) => {
-                let Some(flow) = self.flows.get(&id) else { return self.prompt() };
+                let Some(flow) = self.flow(&id) else { return self.prompt() };
                 // The first symptom's case ends where the person left it, as
                 // a restart would end it; the case goes on as the new symptom.
                 if let Some(at) = self.position() {
@@ -550,7 +612,7 @@ impl<'a> Run<'a> {
     /// Enters the first step from `step` on that applies to the case's
     /// platform, asking for the platform when a step depends on it.
     fn enter_from(&mut self, flow_id: &str, step: &str) {
-        let Some(flow) = self.flows.get(flow_id) else { return self.escalate() };
+        let Some(flow) = self.flow(flow_id) else { return self.escalate() };
         let start = flow.step_index(step).unwrap_or(0);
         let platform = self.case.as_ref().and_then(|case| case.platform);
         for step in &flow.steps[start..] {
@@ -568,33 +630,32 @@ impl<'a> Run<'a> {
             self.set_phase(Phase::AtStep { at });
             return self.prompt();
         }
-        self.say(&self.flows.bot().messages.exhausted, &[]);
+        self.say(&self.bot().messages.exhausted, &[]);
         self.escalate();
     }
 
     fn enter_after(&mut self, at: &Position) {
         let next = self
-            .flows
-            .get(&at.flow)
+            .flow(&at.flow)
             .and_then(|flow| flow.step_index(&at.step).and_then(|index| flow.steps.get(index + 1)))
             .map(|step| step.id.clone());
         match next {
             Some(step) => self.enter_from(&at.flow, &step),
             None => {
-                self.say(&self.flows.bot().messages.exhausted, &[]);
+                self.say(&self.bot().messages.exhausted, &[]);
                 self.escalate();
             }
         }
     }
 
     fn back(&mut self) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         let previous =
             self.case.as_mut().filter(|case| case.phase.position().is_some()).and_then(|case| case.history.pop());
         match previous {
             Some(tried) => {
                 self.touch();
-                let version = self.flows.get(&tried.flow).map_or(0, |flow| flow.version);
+                let version = self.flow(&tried.flow).map_or(0, |flow| flow.version);
                 self.set_phase(Phase::AtStep { at: Position { flow: tried.flow, step: tried.step, version } });
                 self.say(&messages.back, &[]);
             }
@@ -613,7 +674,7 @@ impl<'a> Run<'a> {
 
     /// Hands the case to a person, with a summary for them and the user.
     fn escalate(&mut self) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         if self.case.is_none() {
             self.case = Some(self.new_case());
         }
@@ -637,11 +698,11 @@ impl<'a> Run<'a> {
     }
 
     fn summary(&self, case: &Case) -> Markup {
-        let messages = &self.flows.bot().messages;
-        let title = case.symptom.as_deref().and_then(|id| self.flows.get(id)).map(|flow| flow.title.as_str());
+        let messages = &self.bot().messages;
+        let title = case.symptom.as_deref().and_then(|id| self.flow(id)).map(|flow| flow.title.as_str());
         let platform = match case.platform {
-            Some(Platform::Ios) => self.flows.bot().labels.ios.clone(),
-            Some(Platform::Android) => self.flows.bot().labels.android.clone(),
+            Some(Platform::Ios) => self.bot().labels.ios.clone(),
+            Some(Platform::Android) => self.bot().labels.android.clone(),
             None => messages.platform_unknown.render().to_plain(),
         };
         let steps: Vec<String> = case
@@ -685,7 +746,7 @@ impl<'a> Run<'a> {
                 true => self.remove_case(),
                 false => self.close(Outcome::Abandoned),
             }
-            self.say(&self.flows.bot().messages.expired, &[]);
+            self.say(&self.bot().messages.expired, &[]);
         }
     }
 
@@ -694,10 +755,10 @@ impl<'a> Run<'a> {
     /// applied to a step it was not meant for.
     fn reconcile(&mut self) -> bool {
         let Some(at) = self.position() else { return true };
-        let Some(flow) = self.flows.get(&at.flow) else {
+        let Some(flow) = self.flow(&at.flow) else {
             self.close(Outcome::Abandoned);
-            self.say(&self.flows.bot().messages.flow_updated, &[]);
-            self.say(&self.flows.bot().messages.greeting, &[]);
+            self.say(&self.bot().messages.flow_updated, &[]);
+            self.say(&self.bot().messages.greeting, &[]);
             return false;
         };
         if flow.version == at.version || flow.step_index(&at.step).is_some() {
@@ -706,7 +767,7 @@ impl<'a> Run<'a> {
         if let Some(case) = self.case.as_mut() {
             case.history.clear();
         }
-        self.say(&self.flows.bot().messages.flow_updated, &[]);
+        self.say(&self.bot().messages.flow_updated, &[]);
         let first = flow.steps[0].id.clone();
         self.enter_from(&flow.id, &first);
         false
@@ -752,6 +813,7 @@ impl<'a> Run<'a> {
             captures: BTreeMap::new(),
             history: Vec::new(),
             paste: String::new(),
+            language: self.lang,
             opened_at: self.now,
             updated_at: self.now,
             expired: false,
@@ -789,7 +851,7 @@ impl<'a> Run<'a> {
     }
 
     fn step_of(&self, at: &Position) -> Option<(&Flow, &crate::flow::Step)> {
-        let flow = self.flows.get(&at.flow)?;
+        let flow = self.flow(&at.flow)?;
         Some((flow, flow.steps.get(flow.step_index(&at.step)?)?))
     }
 
@@ -810,13 +872,13 @@ impl<'a> Run<'a> {
     /// Shows the question of the current phase with its choices.
     fn prompt(&mut self) {
         let Some(case) = &self.case else { return };
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         let body = match &case.phase {
             Phase::AwaitingSymptom => messages.fallback.render(),
             Phase::Clarifying { .. } => messages.clarify.render(),
             Phase::AskingPlatform { .. } => messages.ask_platform.render(),
             Phase::OfferingSwitch { to, .. } => {
-                let title = self.flows.get(to).map_or("", |flow| flow.title.as_str());
+                let title = self.flow(to).map_or("", |flow| flow.title.as_str());
                 messages.switch_offer.fill(&values(&[("title", title)]))
             }
             Phase::AtStep { at } => {

@@ -3,16 +3,20 @@
 //! exists when every file passed every check.
 
 mod bot;
+mod i18n;
 mod load;
 mod raw;
 pub mod schema;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use bot::{Bot, Labels, Messages, Settings, Word};
+pub use i18n::{StaleHash, source_hash};
 pub use load::Source;
+
+use crate::lang::Lang;
 
 use crate::markup::Template;
 use crate::matcher::{Diagnosis, Matcher};
@@ -126,6 +130,10 @@ pub struct Flows {
     by_id: HashMap<String, usize>,
     bot: Bot,
     matcher: Matcher,
+    /// Every language with translation files, English where untranslated.
+    locales: BTreeMap<Lang, i18n::Locale>,
+    warnings: Vec<Problem>,
+    stale: Vec<StaleHash>,
 }
 
 impl Flows {
@@ -164,6 +172,45 @@ impl Flows {
     /// The compiled matcher over every flow.
     pub fn matcher(&self) -> &Matcher {
         &self.matcher
+    }
+
+    /// The flow with this id, in `lang` (English texts where untranslated).
+    /// Steps, gotos and versions are the same in every language.
+    pub fn get_in(&self, lang: Lang, id: &str) -> Option<&Flow> {
+        let index = *self.by_id.get(id)?;
+        Some(self.locales.get(&lang).map_or(&self.flows[index], |locale| &locale.flows[index]))
+    }
+
+    /// The flow at this index, in `lang`.
+    pub fn at_in(&self, lang: Lang, index: usize) -> &Flow {
+        self.locales.get(&lang).map_or(&self.flows[index], |locale| &locale.flows[index])
+    }
+
+    /// All flows in `lang`, sorted by id.
+    pub fn iter_in(&self, lang: Lang) -> impl ExactSizeIterator<Item = &Flow> {
+        self.locales.get(&lang).map_or(&self.flows, |locale| &locale.flows).iter()
+    }
+
+    /// The bot's strings in `lang` (English where untranslated).
+    pub fn bot_in(&self, lang: Lang) -> &Bot {
+        self.locales.get(&lang).map_or(&self.bot, |locale| &locale.bot)
+    }
+
+    /// The languages that have translation files.
+    pub fn languages(&self) -> impl Iterator<Item = Lang> + '_ {
+        self.locales.keys().copied()
+    }
+
+    /// Missing and stale translations: worth fixing, but no reason to
+    /// refuse the flows (`fixbot check` prints them as warnings).
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+
+    /// Translations whose English changed since they were written, with the
+    /// hash that marks them reviewed (`fixbot check --bless-translations`).
+    pub fn stale_translations(&self) -> &[StaleHash] {
+        &self.stale
     }
 
     /// Diagnoses a message: shorthand for `self.matcher().diagnose(text)`.
@@ -220,7 +267,7 @@ impl Problems {
         self.file = file.to_path_buf();
     }
 
-    fn push(&mut self, line: u64, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, line: u64, message: impl Into<String>) {
         self.all.push(Problem { file: self.file.clone(), line, message: message.into() });
     }
 

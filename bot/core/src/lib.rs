@@ -5,9 +5,11 @@
 //!
 //! - [`flow`]: the flow files (`flows/*.yaml`, `flows/_bot.yaml`), loaded in
 //!   two stages and checked, every problem with its file and line; their JSON
-//!   Schemas for editors ([`flow::schema`]).
-//! - [`matcher`]: one `RegexSet` over every pattern; a message becomes a
-//!   [`matcher::Diagnosis`].
+//!   Schemas for editors ([`flow::schema`]); translations beside them.
+//! - [`lang`]: the five languages, platform locale hints, and the detector
+//!   that guesses a paste's language; translations load in `flow`.
+//! - [`matcher`]: a literal prefilter over every pattern and one lazy DFA
+//!   per pattern; a message becomes a [`matcher::Diagnosis`].
 //! - [`engine`]: the pure state machine. A case, an input and the time in,
 //!   the next case, the replies and the outcome records out.
 //! - [`session`]: runs the engine against a [`store::Store`], one message of
@@ -15,7 +17,8 @@
 //! - [`markup`], [`text`], [`redact`]: what replies are made of, how user
 //!   text is cleaned and folded, and what is removed before anything is kept.
 //! - [`health`], [`metrics`]: what readiness probes and `/metrics` report.
-//! - [`stats`]: the outcome log summed up per symptom and step, for staff.
+//! - [`stats`]: the outcome log summed up per symptom and step, for staff;
+//!   [`why`]: what staff see when they ask why a case went as it did.
 //! - [`transcript`]: conversations written as the console shows them, played
 //!   through the engine and compared, for `fixbot test` and the tests.
 //! - [`yaml`]: the one place YAML is parsed, for flows and the server's
@@ -28,6 +31,7 @@ pub mod engine;
 pub mod flood;
 pub mod flow;
 pub mod health;
+pub mod lang;
 pub mod markup;
 pub mod matcher;
 pub mod metrics;

@@ -12,6 +12,7 @@ use crate::command::Command;
 use crate::engine::{self, Diagnosed, EngineConfig, Input, Transition};
 use crate::flood::{Allowance, Flood, RateLimit};
 use crate::flow::Flows;
+use crate::lang::Lang;
 use crate::metrics::metrics;
 use crate::store::{Change, Purge, Purged, Receipt, Store, StoreError};
 
@@ -87,7 +88,19 @@ impl<S: Store> Session<S> {
     /// and returns what to send. The new state is committed before this
     /// returns, so a reply is only ever sent for a stored step.
     pub async fn handle(&self, key: &ConversationKey, input: Input, now: i64) -> Result<Transition, SessionError> {
-        self.run(key, input, now, None).await
+        self.run(key, input, now, None, None).await
+    }
+
+    /// Like [`Session::handle`], with the language the platform says the
+    /// user's app is set to; a new case opens in it.
+    pub async fn handle_in(
+        &self,
+        key: &ConversationKey,
+        input: Input,
+        now: i64,
+        hint: Option<Lang>,
+    ) -> Result<Transition, SessionError> {
+        self.run(key, input, now, None, hint).await
     }
 
     /// Like [`Session::handle`] for a platform update with a unique id.
@@ -103,7 +116,19 @@ impl<S: Store> Session<S> {
         now: i64,
         update_id: &str,
     ) -> Result<Option<Transition>, SessionError> {
-        match self.run(key, input, now, Some(update_id)).await {
+        self.handle_once_in(key, input, now, update_id, None).await
+    }
+
+    /// Like [`Session::handle_once`], with the platform's language hint.
+    pub async fn handle_once_in(
+        &self,
+        key: &ConversationKey,
+        input: Input,
+        now: i64,
+        update_id: &str,
+        hint: Option<Lang>,
+    ) -> Result<Option<Transition>, SessionError> {
+        match self.run(key, input, now, Some(update_id), hint).await {
             Ok(transition) => Ok(Some(transition)),
             Err(SessionError::Store(StoreError::Duplicate)) => {
                 let Some(delivery) = self.store.pending_delivery(update_id).await? else { return Ok(None) };
@@ -130,6 +155,7 @@ impl<S: Store> Session<S> {
         input: Input,
         now: i64,
         update_id: Option<&str>,
+        hint: Option<Lang>,
     ) -> Result<Transition, SessionError> {
         let metrics = metrics();
         metrics.messages_received.with_label_values(&[key.platform.as_str()]).inc();
@@ -137,11 +163,13 @@ impl<S: Store> Session<S> {
         if allowance != Allowance::Pass {
             metrics.rate_limited.with_label_values(&[key.platform.as_str()]).inc();
             return Ok(match allowance {
-                Allowance::Notice => Transition::message(self.flows().bot().messages.slow_down.render()),
+                Allowance::Notice => {
+                    Transition::message(self.flows().bot_in(hint.unwrap_or_default()).messages.slow_down.render())
+                }
                 _ => Transition::silence(),
             });
         }
-        let result = self.apply(key, input, now, update_id).await;
+        let result = self.apply(key, input, now, update_id, hint).await;
         match &result {
             Ok(transition) => {
                 match &transition.diagnosis {
@@ -164,6 +192,7 @@ impl<S: Store> Session<S> {
         input: Input,
         now: i64,
         update_id: Option<&str>,
+        hint: Option<Lang>,
     ) -> Result<Transition, SessionError> {
         let lock = self.locks.get(key);
         let _guard = lock.lock().await;
@@ -177,7 +206,7 @@ impl<S: Store> Session<S> {
             // Deleted first, then confirmed: the confirmation never claims
             // more than happened. Nothing is written afterwards.
             self.store.forget(&key.platform, &key.user, key.subject()).await?;
-            return Ok(engine::handle(&flows, &self.config, key, None, input, now));
+            return Ok(engine::handle_in(&flows, &self.config, key, None, input, now, hint));
         }
         for _ in 0..MAX_ATTEMPTS {
             let stored = self.store.get(key).await?;
@@ -185,7 +214,7 @@ impl<S: Store> Session<S> {
                 Some(stored) => (Some(stored.case), Some(stored.version)),
                 None => (None, None),
             };
-            let transition = engine::handle(&flows, &self.config, key, case, input.clone(), now);
+            let transition = engine::handle_in(&flows, &self.config, key, case, input.clone(), now, hint);
             // An unchanged case needs no write, unless the receipt must be kept.
             if !transition.changed && update_id.is_none() {
                 return Ok(transition);

@@ -17,6 +17,7 @@ use fixbot_core::button::{ButtonCodec, ButtonError};
 use fixbot_core::case::ConversationKey;
 use fixbot_core::engine::{Command as CoreCommand, Input, Reply, Transition};
 use fixbot_core::health::Health;
+use fixbot_core::lang::Lang;
 use fixbot_core::markup::Markup;
 use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
@@ -276,7 +277,9 @@ impl<S: Store + 'static> EventHandler for Handler<S> {
         let key = key(channel, message.author.id);
         let receipt = format!("discord:{}", message.id);
         let reach = Reach::Channel { channel, reply_to };
-        self.answer(&ctx, &key, text_input(&message.content), &receipt, reach).await;
+        // Messages carry no locale of their author; the detector and
+        // `/language` decide.
+        self.answer(&ctx, &key, text_input(&message.content), &receipt, reach, None).await;
         metrics().reply_seconds.with_label_values(&[PART]).observe(arrived.elapsed().as_secs_f64());
     }
 }
@@ -357,6 +360,11 @@ impl<S: Store + 'static> Handler<S> {
             simple("stop", &labels.command_stop),
             simple("help", &labels.command_help),
             simple("forget", &labels.command_forget),
+            simple("language", &labels.command_language).add_option(
+                CreateCommandOption::new(CommandOptionType::String, "language", &labels.command_language_option)
+                    .required(false)
+                    .max_length(20),
+            ),
         ]
     }
 
@@ -375,7 +383,12 @@ impl<S: Store + 'static> Handler<S> {
                 None => return self.open_paste_form(ctx, &command).await,
             }
         } else {
-            match CoreCommand::parse(&format!("/{}", command.data.name)) {
+            // `/language es`: the option's value follows the name.
+            let argument = command.data.options.iter().find_map(|option| match &option.value {
+                CommandDataOptionValue::String(text) => Some(text.as_str()),
+                _ => None,
+            });
+            match CoreCommand::parse(&format!("/{} {}", command.data.name, argument.unwrap_or_default())) {
                 Some(parsed) => Input::Command(parsed),
                 None => return,
             }
@@ -388,7 +401,7 @@ impl<S: Store + 'static> Handler<S> {
         }
         let reach = Reach::Interaction { token: &command.token, original_open: true };
         let receipt = format!("discord:{}", command.id);
-        self.answer(ctx, &key, input, &receipt, reach).await;
+        self.answer(ctx, &key, input, &receipt, reach, Lang::from_hint(&command.locale)).await;
     }
 
     /// `/fix` without text opens a form with room for a long paste.
@@ -427,7 +440,7 @@ impl<S: Store + 'static> Handler<S> {
         let key = key(modal.channel_id, modal.user.id);
         let reach = Reach::Interaction { token: &modal.token, original_open: true };
         let receipt = format!("discord:{}", modal.id);
-        self.answer(ctx, &key, Input::Text(text), &receipt, reach).await;
+        self.answer(ctx, &key, Input::Text(text), &receipt, reach, Lang::from_hint(&modal.locale)).await;
     }
 
     async fn press(&self, ctx: &Context, component: ComponentInteraction) {
@@ -451,7 +464,8 @@ impl<S: Store + 'static> Handler<S> {
             }
             Ok(button) => {
                 let receipt = format!("discord:{}", component.id);
-                match self.apply(ctx, &key, Input::Button(button), &receipt, reach).await {
+                let hint = Lang::from_hint(&component.locale);
+                match self.apply(ctx, &key, Input::Button(button), &receipt, reach, hint).await {
                     Some(transition) => (transition, receipt),
                     None => return,
                 }
@@ -473,8 +487,17 @@ impl<S: Store + 'static> Handler<S> {
     }
 
     /// Runs the input through the session and sends the answer.
-    async fn answer(&self, ctx: &Context, key: &ConversationKey, input: Input, receipt: &str, reach: Reach<'_>) {
-        if let Some(transition) = self.apply(ctx, key, input, receipt, reach).await {
+    /// `hint` is the locale of the user's Discord app, when the event has one.
+    async fn answer(
+        &self,
+        ctx: &Context,
+        key: &ConversationKey,
+        input: Input,
+        receipt: &str,
+        reach: Reach<'_>,
+        hint: Option<Lang>,
+    ) {
+        if let Some(transition) = self.apply(ctx, key, input, receipt, reach, hint).await {
             self.deliver(ctx, key, &transition, reach).await;
             self.confirm(receipt).await;
         }
@@ -509,8 +532,9 @@ impl<S: Store + 'static> Handler<S> {
         input: Input,
         receipt: &str,
         reach: Reach<'_>,
+        hint: Option<Lang>,
     ) -> Option<Transition> {
-        match self.session.handle_once(key, input, now(), receipt).await {
+        match self.session.handle_once_in(key, input, now(), receipt, hint).await {
             Ok(transition) => transition,
             Err(error) => {
                 tracing::error!(%error, "handling a discord event failed");

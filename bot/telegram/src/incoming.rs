@@ -5,6 +5,7 @@
 
 use fixbot_core::case::ConversationKey;
 use fixbot_core::engine::{Command, Input};
+use fixbot_core::lang::Lang;
 use teloxide::types::{CallbackQueryId, ChatId, Message, MessageId, ThreadId, Update, UpdateKind, UserId};
 
 /// Stands in for a photo, sticker or other message without text: it has no
@@ -43,6 +44,8 @@ pub enum Incoming {
         input: Input,
         /// Where to answer.
         place: Place,
+        /// The language the user's Telegram app is set to (`from.language_code`).
+        hint: Option<Lang>,
     },
     /// A press on one of the bot's buttons.
     Press {
@@ -56,6 +59,8 @@ pub enum Incoming {
         place: Place,
         /// The message the button is on.
         message: MessageId,
+        /// The language the user's Telegram app is set to.
+        hint: Option<Lang>,
     },
 }
 
@@ -82,6 +87,7 @@ pub fn read_update(update: &Update, me: &Me) -> Option<Incoming> {
                 data: query.data.clone().unwrap_or_default(),
                 place: Place { chat, thread, reply_to: None },
                 message: message.id(),
+                hint: query.from.language_code.as_deref().and_then(Lang::from_hint),
             })
         }
         _ => None,
@@ -110,6 +116,7 @@ fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
         key: key(message.chat.id, thread, from.id),
         input,
         place: Place { chat: message.chat.id, thread, reply_to: (!private).then_some(message.id) },
+        hint: from.language_code.as_deref().and_then(Lang::from_hint),
     })
 }
 
@@ -126,7 +133,7 @@ fn read_command(text: &str, me: &Me) -> Option<Result<Input, ()>> {
         let args = args.trim();
         return Some(Ok(if args.is_empty() { Input::Command(Command::Start) } else { Input::Text(args.to_owned()) }));
     }
-    Some(Command::parse(&format!("/{name}")).map(Input::Command).ok_or(()))
+    Some(Command::parse(&format!("/{name} {args}")).map(Input::Command).ok_or(()))
 }
 
 /// The forum topic of a message, if it was sent in one.

@@ -18,6 +18,7 @@ use fixbot_core::button::{ButtonCodec, ButtonError};
 use fixbot_core::case::ConversationKey;
 use fixbot_core::engine::{Input, Transition};
 use fixbot_core::health::Health;
+use fixbot_core::lang::Lang;
 use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
@@ -211,6 +212,7 @@ async fn register_commands<S: Store>(bot: &Bot, session: &Session<S>) {
         ("human", &labels.command_human),
         ("stop", &labels.command_stop),
         ("forget", &labels.command_forget),
+        ("language", &labels.command_language),
     ]
     .map(|(name, description)| BotCommand::new(name, description.as_str()));
     if let Err(error) = bot.set_my_commands(commands).await {
@@ -231,12 +233,13 @@ impl<S: Store + 'static> Telegram<S> {
     async fn answer(&self, update_id: u32, incoming: Incoming) -> bool {
         let receipt = format!("telegram:{update_id}");
         let sent = match incoming {
-            Incoming::Message { key, input, place } => match self.apply(&key, input, &receipt, place).await {
+            Incoming::Message { key, input, place, hint } => match self.apply(&key, input, &receipt, place, hint).await
+            {
                 Some(transition) => self.deliver(&key, place, &transition, None).await,
                 None => return true,
             },
-            Incoming::Press { key, query, data, place, message } => {
-                self.press(&key, query, &data, place, message, &receipt).await
+            Incoming::Press { key, query, data, place, message, hint } => {
+                self.press(&key, query, &data, place, message, &receipt, hint).await
             }
         };
         if !sent {
@@ -249,6 +252,8 @@ impl<S: Store + 'static> Telegram<S> {
         true
     }
 
+    // The fields of `Incoming::Press`, taken apart by `answer`.
+    #[allow(clippy::too_many_arguments)]
     async fn press(
         &self,
         key: &ConversationKey,
@@ -257,6 +262,7 @@ impl<S: Store + 'static> Telegram<S> {
         place: Place,
         message: MessageId,
         receipt: &str,
+        hint: Option<Lang>,
     ) -> bool {
         let flows = self.session.flows();
         let messages = &flows.bot().messages;
@@ -264,7 +270,7 @@ impl<S: Store + 'static> Telegram<S> {
         let (notice, transition) = match self.codec.decode(key, data) {
             Err(ButtonError::Foreign) => (refusal(&messages.foreign_button), None),
             Err(ButtonError::Malformed) => (refusal(&messages.stale_button), None),
-            Ok(button) => match self.apply(key, Input::Button(button), receipt, place).await {
+            Ok(button) => match self.apply(key, Input::Button(button), receipt, place, hint).await {
                 Some(transition) => (transition.notice.clone(), Some(transition)),
                 None => (None, None),
             },
@@ -288,8 +294,15 @@ impl<S: Store + 'static> Telegram<S> {
 
     /// Runs the input through the session. `None` when the update was
     /// handled before, or when the store failed (the user is told).
-    async fn apply(&self, key: &ConversationKey, input: Input, receipt: &str, place: Place) -> Option<Transition> {
-        match self.session.handle_once(key, input, now(), receipt).await {
+    async fn apply(
+        &self,
+        key: &ConversationKey,
+        input: Input,
+        receipt: &str,
+        place: Place,
+        hint: Option<Lang>,
+    ) -> Option<Transition> {
+        match self.session.handle_once_in(key, input, now(), receipt, hint).await {
             Ok(transition) => transition,
             Err(error) => {
                 tracing::error!(%error, "handling a telegram update failed");

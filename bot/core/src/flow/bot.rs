@@ -2,7 +2,7 @@
 //! bot itself, and the matching thresholds. Kept out of Rust so that support
 //! staff can reword the bot (or translate it) without a release.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -41,7 +41,23 @@ macro_rules! string_table {
             $($(#[$field_meta])* pub $field: $ty,)*
         }
 
+        impl $raw {
+            /// Each string's key and English text, for translation hashes.
+            fn texts(&self) -> Vec<(&'static str, &str)> {
+                vec![$((stringify!($field), self.$field.value.as_str()),)*]
+            }
+        }
+
         impl $name {
+            /// Replaces the string named `name` by `text`, validated the same
+            /// way; `None` when there is no such string.
+            pub(crate) fn set(&mut self, name: &str, text: &str) -> Option<Result<(), String>> {
+                match name {
+                    $(stringify!($field) => Some($convert(text).map(|value| self.$field = value)),)*
+                    _ => None,
+                }
+            }
+
             fn from_raw(raw: $raw, problems: &mut Problems) -> Option<$name> {
                 let mut ok = true;
                 $(
@@ -129,6 +145,10 @@ string_table! {
         thread_name,
         /// Command menus: what `/forget` does.
         command_forget,
+        /// Command menus: what `/language` does.
+        command_language,
+        /// Discord: the description of `/language`'s option.
+        command_language_option,
     }
 }
 
@@ -217,6 +237,11 @@ string_table! {
         /// Said when personal data was removed from a message. Slot: `{removed}`,
         /// the kinds listed with the words under `personal_data`.
         removed,
+        /// Said when the case's language is set. Slot: `{language}`.
+        language_set,
+        /// The answer to `/language` without a language fixbot speaks: the
+        /// ones it does, one per line. Slot: `{languages}`.
+        language_list,
     }
 }
 
@@ -386,6 +411,9 @@ pub struct Bot {
     /// Names of the kinds of personal data, for the `removed` notice.
     pub personal_data: PersonalData,
     words: HashMap<String, Word>,
+    /// The English text of every translatable string, by `section.key`
+    /// (`labels.fixed`, `messages.greeting`, `personal_data.email`).
+    pub(crate) sources: BTreeMap<String, String>,
 }
 
 /// fixbot's own words (`flows/_bot.yaml`): every sentence the bot says
@@ -515,6 +543,24 @@ impl Bot {
                 }
             }
         }
+        let mut sources = BTreeMap::new();
+        let sections = [
+            ("labels", raw.labels.texts()),
+            ("messages", raw.messages.texts()),
+            ("personal_data", raw.personal_data.kinds.texts()),
+            (
+                "personal_data",
+                vec![
+                    ("separator", raw.personal_data.separator.value.as_str()),
+                    ("last_separator", raw.personal_data.last_separator.value.as_str()),
+                ],
+            ),
+        ];
+        for (section, texts) in sections {
+            for (key, text) in texts {
+                sources.insert(format!("{section}.{key}"), text.to_owned());
+            }
+        }
         let labels = Labels::from_raw(raw.labels, problems);
         let removed_line = line_of(&raw.messages.removed);
         let messages = Messages::from_raw(raw.messages, problems);
@@ -537,6 +583,7 @@ impl Bot {
                 messages: messages?,
                 personal_data: personal_data?,
                 words,
+                sources,
             })
         })();
         (bot, raw.platforms)

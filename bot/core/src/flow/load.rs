@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::bot::{Bot, RawBot, to_label, to_template};
+use super::i18n;
 use super::raw::{RawChoice, RawFlow, RawStep};
 use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_CHOICES, Problems, Step};
 use crate::flow::Platform;
@@ -37,6 +38,19 @@ pub(super) fn load_dir(dir: &Path) -> Result<Flows, FlowErrors> {
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
         .collect();
+    // Translations: `i18n/<lang>/*.yaml`, for any folder name; the loader
+    // reports folders that name no language it knows.
+    if let Ok(langs) = std::fs::read_dir(dir.join("i18n")) {
+        for lang in langs.filter_map(|entry| entry.ok().map(|entry| entry.path())).filter(|path| path.is_dir()) {
+            if let Ok(files) = std::fs::read_dir(&lang) {
+                paths.extend(
+                    files
+                        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")),
+                );
+            }
+        }
+    }
     paths.sort();
     let mut sources = Vec::with_capacity(paths.len());
     for path in paths {
@@ -79,9 +93,17 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
     let mut platform_specs = Vec::new();
     let mut parsed = Vec::new();
     let mut bot_path = None;
+    let mut translations = Vec::new();
 
     for source in &sources {
         problems.set_file(&source.path);
+        if source.path.parent().and_then(Path::parent).and_then(Path::file_name).is_some_and(|name| name == "i18n") {
+            match i18n::lang_of(&source.path) {
+                Some(lang) => translations.push(i18n::Input { lang, path: &source.path, text: &source.text }),
+                None => problems.push(0, "translations live in `i18n/<code>/` with code es, fr, de or pt"),
+            }
+            continue;
+        }
         let stem = source.path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
         if stem == "_bot" {
             match yaml::from_str::<RawBot>(&source.text) {
@@ -121,7 +143,12 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         }
     }
 
-    let dir = sources.first().and_then(|s| s.path.parent()).map(Path::to_path_buf).unwrap_or_default();
+    let dir = sources
+        .iter()
+        .find(|s| !translations.iter().any(|t| t.path == s.path))
+        .and_then(|s| s.path.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     problems.set_file(&dir.join("_bot.yaml"));
     if bot_path.is_none() {
         problems.push(0, "the bot strings file `_bot.yaml` is missing");
@@ -184,6 +211,22 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
     let (Some(bot), 0) = (bot, problems.count()) else {
         return Err(FlowErrors(problems.all));
     };
+    let english: Vec<i18n::English<'_>> = flows
+        .iter()
+        .zip(&parsed)
+        .map(|(flow, parsed)| i18n::English {
+            flow,
+            raw_steps: &parsed.raw.steps,
+            raw_title: &parsed.raw.title.value,
+            raw_summary: &parsed.raw.summary.value,
+        })
+        .collect();
+    let mut report = i18n::Report::default();
+    let locales = i18n::build_locales(&dir, &translations, &english, &bot, &mut problems, &mut report);
+    drop(english);
+    if problems.count() > 0 {
+        return Err(FlowErrors(problems.all));
+    }
 
     let mut matcher = Matcher::build(specs.into_iter().map(|(_, spec)| spec).collect(), parsed.len(), &bot.settings)
         .map_err(|error| {
@@ -197,7 +240,7 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
     }
     matcher.release_caches();
     let by_id = flows.iter().enumerate().map(|(index, flow)| (flow.id.clone(), index)).collect();
-    Ok(Flows { flows, by_id, bot, matcher })
+    Ok(Flows { flows, by_id, bot, matcher, locales, warnings: report.warnings.all, stale: report.stale })
 }
 
 /// Checks one flow's texts, choices and step graph.
