@@ -50,6 +50,9 @@ impl Store for Racing {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
+        self.inner.find_by_staff_thread(thread).await
+    }
 }
 
 #[tokio::test]

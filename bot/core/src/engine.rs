@@ -715,6 +715,7 @@ impl Run<'_> {
             paste: String::new(),
             opened_at: self.now,
             updated_at: self.now,
+            staff: None,
         }
     }
 

@@ -142,4 +142,12 @@ pub trait Store: Send + Sync {
 
     /// Outcome records at or after `since`, oldest first.
     fn outcomes(&self, since: i64) -> impl Future<Output = Result<Vec<OutcomeRecord>, StoreError>> + Send;
+
+    /// The case answered in staff thread `thread` ([`Case::staff_thread`]),
+    /// with its conversation: how a staff member's message finds the case
+    /// it is about, on whichever instance it arrives.
+    fn find_by_staff_thread(
+        &self,
+        thread: &str,
+    ) -> impl Future<Output = Result<Option<(ConversationKey, Stored)>, StoreError>> + Send;
 }

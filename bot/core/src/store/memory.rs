@@ -117,4 +117,10 @@ impl Store for MemoryStore {
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
         Ok(self.lock().outcomes.iter().filter(|record| record.at >= since).cloned().collect())
     }
+
+    async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
+        let inner = self.lock();
+        let found = inner.cases.iter().find(|(_, stored)| stored.case.staff_thread() == Some(thread));
+        Ok(found.map(|(key, stored)| (key.clone(), stored.clone())))
+    }
 }
