@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use crate::button::ButtonRef;
-use crate::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Tried};
+use crate::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Staff, Tried};
 pub use crate::command::Command;
 use crate::flow::{Flow, Flows, Goto, Platform, Word};
+pub use crate::handover::{StaffInput, StaffNote, ToStaff};
 use crate::markup::{Markup, Template};
 use crate::matcher::Verdict;
 use crate::redact::redact;
@@ -25,11 +26,15 @@ pub struct EngineConfig {
     pub idle_timeout: i64,
     /// Bytes of a message that are matched; the rest is cut with a notice.
     pub match_limit: usize,
+    /// Whether a staff desk takes hand-overs. An escalated case then stays
+    /// open, with staff, and the user's messages go to them; without a desk
+    /// it ends with the summary.
+    pub staff: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { idle_timeout: 24 * 60 * 60, match_limit: 64 * 1024 }
+        EngineConfig { idle_timeout: 24 * 60 * 60, match_limit: 64 * 1024, staff: false }
     }
 }
 
@@ -42,6 +47,8 @@ pub enum Input {
     Button(ButtonRef),
     /// A navigation command.
     Command(Command),
+    /// Something staff did about the case, once it was handed over.
+    Staff(StaffInput),
 }
 
 /// One message the bot sends.
@@ -101,6 +108,9 @@ pub struct Transition {
     /// What a message that opened a case was diagnosed as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<Diagnosed>,
+    /// What the staff thread of a case with staff must hear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_staff: Option<ToStaff>,
 }
 
 impl Transition {
@@ -120,6 +130,7 @@ impl Transition {
             outcomes: Vec::new(),
             handover: None,
             diagnosis: None,
+            to_staff: None,
         }
     }
 }
@@ -164,6 +175,7 @@ pub fn handle(
         outcomes: Vec::new(),
         handover: None,
         diagnosis: None,
+        to_staff: None,
         changed: false,
     };
     run.expire_idle();
@@ -198,6 +210,7 @@ struct Run<'a> {
     outcomes: Vec<OutcomeRecord>,
     handover: Option<Handover>,
     diagnosis: Option<Diagnosed>,
+    to_staff: Option<ToStaff>,
     changed: bool,
 }
 
@@ -211,6 +224,7 @@ impl Run<'_> {
             outcomes: self.outcomes,
             handover: self.handover,
             diagnosis: self.diagnosis,
+            to_staff: self.to_staff,
         }
     }
 
@@ -218,6 +232,8 @@ impl Run<'_> {
 
     fn input(&mut self, input: Input) {
         match input {
+            Input::Staff(staff) => self.staff(staff),
+            input if self.with_staff() => self.input_with_staff(input),
             Input::Command(command) => self.command(command),
             Input::Button(button) => self.press(button),
             Input::Text(text) => self.text(&text),
@@ -588,12 +604,132 @@ impl Run<'_> {
         }
         let (flow, step) = self.place();
         self.record(&flow, &step, Outcome::Escalated);
+        if self.config.staff {
+            // The case stays open, with staff: the user's messages now go to
+            // the person who takes it, until one of them closes it.
+            self.touch();
+            let since = self.now;
+            let Some(case) = self.case.as_mut() else { return };
+            case.staff = Some(Staff { since, thread: None });
+            let case = case.clone();
+            let summary = self.summary(&case);
+            self.say(&messages.escalated, &[]);
+            self.append(summary.clone());
+            self.say(&messages.with_person, &[]);
+            self.handover = Some(Handover { case, summary });
+            return;
+        }
         let Some(case) = self.case.take() else { return };
         let summary = self.summary(&case);
         self.say(&messages.escalated, &[]);
         self.append(summary.clone());
         self.handover = Some(Handover { case, summary });
         self.changed = true;
+    }
+
+    // --- With staff ---------------------------------------------------------
+
+    /// Whether the case is with a person.
+    fn with_staff(&self) -> bool {
+        self.case.as_ref().is_some_and(|case| case.staff.is_some())
+    }
+
+    /// An input of the user while the case is with a person: text goes to
+    /// them and never advances the flow; only `/stop` and `/restart` act,
+    /// since words like "back" or "yes" are conversation with a person.
+    fn input_with_staff(&mut self, input: Input) {
+        let messages = &self.flows.bot().messages;
+        match input {
+            Input::Button(_) => self.notice = Some(messages.stale_button.render().to_plain()),
+            Input::Command(command) => self.command_with_staff(command),
+            Input::Text(raw) => {
+                let clean = sanitize(&raw);
+                if clean.is_empty() {
+                    return;
+                }
+                if let Some(command) = Command::parse(&clean) {
+                    return self.command_with_staff(command);
+                }
+                if !has_words(&clean) {
+                    return self.say(&messages.no_words, &[]);
+                }
+                let limit = self.config.match_limit;
+                let mut redacted = redact(truncate(&clean, limit.saturating_add(REDACT_OVERLAP)));
+                redacted.text = sanitize(truncate(&redacted.text, limit));
+                if !redacted.removed.is_empty() {
+                    let removed = self.flows.bot().personal_data.list(&redacted.removed);
+                    self.say(&messages.removed, &[("removed", &removed)]);
+                }
+                self.touch();
+                self.tell_staff(StaffNote::Message(redacted.text));
+            }
+            Input::Staff(staff) => self.staff(staff),
+        }
+    }
+
+    fn command_with_staff(&mut self, command: Command) {
+        let messages = &self.flows.bot().messages;
+        match command {
+            Command::Stop => {
+                self.tell_staff(StaffNote::UserClosed);
+                self.remove_case();
+                self.say(&messages.stopped, &[]);
+            }
+            Command::Restart => {
+                self.tell_staff(StaffNote::UserClosed);
+                self.remove_case();
+                self.say(&messages.restarted, &[]);
+                self.say(&messages.greeting, &[]);
+            }
+            // The session deletes the case before the engine runs, so this
+            // only keeps the match whole.
+            Command::Forget => {
+                self.case = None;
+                self.say(&messages.forgotten, &[]);
+            }
+            _ => self.say(&messages.with_staff, &[]),
+        }
+    }
+
+    /// Something staff did: the thread opened, a reply, a close.
+    fn staff(&mut self, input: StaffInput) {
+        let messages = &self.flows.bot().messages;
+        if !self.with_staff() {
+            // The case closed in the meantime; the caller sees no case.
+            return;
+        }
+        match input {
+            StaffInput::Opened(thread) => {
+                if let Some(staff) = self.case.as_mut().and_then(|case| case.staff.as_mut()) {
+                    staff.thread.get_or_insert(thread);
+                    self.changed = true;
+                }
+            }
+            StaffInput::Reply { name, text } => {
+                let text = sanitize(&text);
+                if text.is_empty() {
+                    return;
+                }
+                self.touch();
+                self.say(&messages.staff_says, &[("name", &name), ("text", &text)]);
+            }
+            StaffInput::Close { name } => {
+                self.tell_staff(StaffNote::StaffClosed(name.clone()));
+                self.remove_case();
+                self.say(&messages.staff_closed, &[("name", &name)]);
+            }
+            StaffInput::Unreachable => {
+                self.remove_case();
+                self.say(&messages.staff_unreachable, &[]);
+            }
+        }
+    }
+
+    /// Leaves `note` for the case's staff thread.
+    fn tell_staff(&mut self, note: StaffNote) {
+        let Some(case) = &self.case else { return };
+        let thread = case.staff.as_ref().and_then(|staff| staff.thread.clone());
+        self.to_staff = Some(ToStaff { reference: case.reference(), thread, note });
     }
 
     /// The flow and step the case is at, or its symptom and no step.
@@ -643,7 +779,11 @@ impl Run<'_> {
 
     /// Closes idle cases before the input is looked at.
     fn expire_idle(&mut self) {
-        let idle = self.case.as_ref().is_some_and(|case| self.now - case.updated_at > self.config.idle_timeout);
+        // A case with a person waits for them, however long they take.
+        let idle = self
+            .case
+            .as_ref()
+            .is_some_and(|case| case.staff.is_none() && self.now - case.updated_at > self.config.idle_timeout);
         if idle {
             self.close(Outcome::Abandoned);
             self.say(&self.flows.bot().messages.expired, &[]);
@@ -654,6 +794,9 @@ impl Run<'_> {
     /// Returns false when the case was restarted and the input must not be
     /// applied to a step it was not meant for.
     fn reconcile(&mut self) -> bool {
+        if self.with_staff() {
+            return true;
+        }
         let Some(at) = self.position() else { return true };
         let Some(flow) = self.flows.get(&at.flow) else {
             self.close(Outcome::Abandoned);

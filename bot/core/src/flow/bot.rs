@@ -79,7 +79,7 @@ string_table! {
     RawLabels => Labels<String> via to_label {
         fixed, not_fixed, ios, android, person, switch, stay, none_of_these,
         command_fix, command_start, command_help, command_back, command_restart, command_human, command_stop,
-        command_fix_error, paste_title, paste_label, thread_name, command_forget,
+        command_fix_error, paste_title, paste_label, thread_name, command_forget, packet_link,
     }
 }
 
@@ -92,6 +92,8 @@ string_table! {
         not_understood, same_symptom, switch_offer, stay, back, at_first, skipped,
         nothing_to_skip, stopped, restarted, expired, resumed, flow_updated,
         stale_button, foreign_button, cut, unreadable_bytes, failure, forgotten, slow_down, removed,
+        with_person, with_staff, staff_says, staff_closed, staff_unreachable, packet, packet_footer,
+        staff_relay, staff_user_closed, staff_case_closed,
     }
 }
 
