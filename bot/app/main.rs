@@ -6,6 +6,7 @@ mod config;
 mod console;
 mod diagnose;
 mod flows;
+mod helpdesk;
 mod http;
 mod logging;
 mod reload;
