@@ -268,6 +268,12 @@ struct Inner {
     chats: HashMap<i64, ChatKind>,
     /// Who created each forum topic, for the service message topic messages reply to.
     topic_creators: HashMap<(i64, i64), User>,
+    /// Every forum topic that exists: (chat, message_thread_id).
+    topics: HashSet<(i64, i64)>,
+    /// Topics the bot created with createForumTopic, by name.
+    bot_topics: HashMap<(i64, i64), String>,
+    /// Public usernames of chats, which their Chat objects carry.
+    usernames: HashMap<i64, String>,
     messages: HashMap<(i64, i64), Stored>,
     last_message_id: HashMap<i64, i64>,
     /// Callback query id → answered yet.
@@ -349,6 +355,21 @@ impl FakeTelegram {
     /// Makes `chat` known, so the bot may send to it before anyone writes there.
     pub fn add_chat(&self, chat: Chat) {
         self.shared.lock().register_chat(&chat);
+    }
+
+    /// Gives chat `chat_id` (a known group or supergroup) a public username,
+    /// which its Chat objects then carry, as a public group's do.
+    pub fn set_username(&self, chat_id: i64, username: &str) {
+        self.shared.lock().usernames.insert(chat_id, username.to_owned());
+    }
+
+    /// Forum topics the bot created with createForumTopic: (chat, thread, name), by thread.
+    pub fn bot_topics(&self) -> Vec<(i64, i64, String)> {
+        let inner = self.shared.lock();
+        let mut topics: Vec<(i64, i64, String)> =
+            inner.bot_topics.iter().map(|(&(chat, thread), name)| (chat, thread, name.clone())).collect();
+        topics.sort();
+        topics
     }
 
     /// `user` writes `text` in `chat`; returns the update id. Bot commands and @mentions in
@@ -601,6 +622,7 @@ impl Inner {
         assert_eq!(known, chat.kind, "chat {} was first used as {known:?}, now as {:?}", chat.id, chat.kind);
         if let Some(thread) = chat.thread {
             assert_eq!(chat.kind, ChatKind::Forum, "only forum chats have topics (chat {})", chat.id);
+            self.topics.insert((chat.id, thread));
             // A topic is the thread of its creation message, so later ids come after it.
             let last = self.last_message_id.entry(chat.id).or_insert(0);
             *last = (*last).max(thread);
@@ -662,14 +684,58 @@ impl Inner {
     }
 
     fn chat_json(&self, id: i64) -> Value {
-        match self.chats.get(&id).copied().unwrap_or(ChatKind::Private) {
+        let mut chat = match self.chats.get(&id).copied().unwrap_or(ChatKind::Private) {
             ChatKind::Private => json!({"id": id, "type": "private", "first_name": format!("User{id}")}),
             ChatKind::Group => json!({"id": id, "type": "group", "title": format!("Group {id}")}),
             ChatKind::Supergroup => json!({"id": id, "type": "supergroup", "title": format!("Supergroup {id}")}),
             ChatKind::Forum => {
                 json!({"id": id, "type": "supergroup", "title": format!("Forum {id}"), "is_forum": true})
             }
+        };
+        if let Some(username) = self.usernames.get(&id) {
+            chat["username"] = json!(username);
         }
+        chat
+    }
+
+    /// getChat: a ChatFullInfo, with the fields Telegram always sends.
+    fn get_chat(&self, params: &Value) -> Result<Value, ApiErr> {
+        let (id, _) = self.chat_of(params)?;
+        let mut chat = self.chat_json(id);
+        let fields = json!({
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": false,
+                "limited_gifts": false,
+                "unique_gifts": false,
+                "premium_subscription": false,
+            },
+        });
+        chat.as_object_mut().expect("an object").extend(fields.as_object().expect("an object").clone());
+        Ok(chat)
+    }
+
+    /// createForumTopic: a topic in a forum supergroup, hanging from a
+    /// forum_topic_created service message whose id is the topic's id.
+    fn create_forum_topic(&mut self, params: &Value) -> Result<Value, ApiErr> {
+        let (chat, kind) = self.chat_of(params)?;
+        if kind != ChatKind::Forum {
+            return Err(bad("the chat is not a forum"));
+        }
+        let name = string(params, "name")?.unwrap_or_default();
+        if !(1..=128).contains(&name.chars().count()) {
+            return Err(bad("topic name must be 1-128 characters"));
+        }
+        const ICON_COLORS: [i64; 6] = [7_322_096, 16_766_590, 13_338_331, 9_367_192, 16_749_490, 16_478_047];
+        let icon_color = int(params, "icon_color")?.unwrap_or(ICON_COLORS[0]);
+        if !ICON_COLORS.contains(&icon_color) {
+            return Err(bad("TOPIC_ICON_COLOR_INVALID"));
+        }
+        let thread = self.next_message_id(chat);
+        self.topics.insert((chat, thread));
+        self.bot_topics.insert((chat, thread), name.clone());
+        Ok(json!({"message_thread_id": thread, "name": name, "icon_color": icon_color}))
     }
 
     /// The Message object for `message`; `nested` leaves out reply_to_message, as Telegram
@@ -715,15 +781,22 @@ impl Inner {
 
     /// The forum_topic_created service message a topic hangs from.
     fn topic_root_json(&self, chat: i64, thread: i64) -> Value {
-        let creator = self.topic_creators.get(&(chat, thread)).copied().unwrap_or(User { id: 1, language: "en" });
+        let (from, name) = match self.bot_topics.get(&(chat, thread)) {
+            Some(name) => (bot_json(), name.clone()),
+            None => {
+                let creator =
+                    self.topic_creators.get(&(chat, thread)).copied().unwrap_or(User { id: 1, language: "en" });
+                (user_json(&creator), format!("Topic {thread}"))
+            }
+        };
         json!({
             "message_id": thread,
             "message_thread_id": thread,
-            "from": user_json(&creator),
+            "from": from,
             "date": now(),
             "chat": self.chat_json(chat),
             "is_topic_message": true,
-            "forum_topic_created": {"name": format!("Topic {thread}"), "icon_color": 7_322_096},
+            "forum_topic_created": {"name": name, "icon_color": 7_322_096},
         })
     }
 
@@ -744,6 +817,8 @@ impl Inner {
     fn dispatch(&mut self, method: &str, params: &Value) -> Result<Value, ApiErr> {
         match method {
             "getme" => Ok(me_json()),
+            "getchat" => self.get_chat(params),
+            "createforumtopic" => self.create_forum_topic(params),
             "sendmessage" => self.send_message(params),
             "editmessagetext" => self.edit_message_text(params),
             "editmessagereplymarkup" => self.edit_message_reply_markup(params),
@@ -811,6 +886,11 @@ impl Inner {
         let mut thread = int(params, "message_thread_id")?;
         if thread.is_some() && kind != ChatKind::Forum {
             // Telegram takes message_thread_id for forum topics only.
+            return Err(bad("message thread not found"));
+        }
+        if let Some(topic) = thread
+            && !self.topics.contains(&(chat, topic))
+        {
             return Err(bad("message thread not found"));
         }
         let (target, lenient) = reply_param(params)?;

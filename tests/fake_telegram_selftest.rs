@@ -68,7 +68,7 @@ async fn get_me_is_the_test_bot_and_the_token_is_checked() {
 async fn unknown_methods_are_404_not_5xx() {
     let (fake, bot) = setup().await;
     fake.add_chat(Chat::private(ANNA.id));
-    let error = api_error(bot.get_chat(ChatId(ANNA.id)).await);
+    let error = api_error(bot.get_chat_member_count(ChatId(ANNA.id)).await);
     assert_eq!(error, ApiError::Unknown("Not Found: method not found".into()));
     assert_eq!(fake.calls()[0].status, 404);
 }
@@ -453,6 +453,62 @@ async fn chats_threads_and_replies_are_checked() {
     assert_eq!((sent[1].chat_id, sent[1].thread, sent[1].reply_to), (FORUM, Some(11), Some(12)));
     // The General topic is the forum without a thread.
     fake.add_chat(Chat { id: FORUM, kind: ChatKind::Forum, thread: None });
+}
+
+#[tokio::test]
+async fn get_chat_and_forum_topics_as_telegram_has_them() {
+    use teloxide::types::{ChatFullInfoKind, ChatFullInfoPublicKind};
+    let (fake, bot) = setup().await;
+    fake.add_chat(Chat { id: FORUM, kind: ChatKind::Forum, thread: None });
+    fake.add_chat(Chat::supergroup(GROUP));
+    fake.set_username(GROUP, "backup_help");
+    let is_forum = |kind: &ChatFullInfoKind| match kind {
+        ChatFullInfoKind::Public(public) => {
+            matches!(&public.kind, ChatFullInfoPublicKind::Supergroup(group) if group.is_forum)
+        }
+        ChatFullInfoKind::Private(_) => false,
+    };
+    let forum = bot.get_chat(ChatId(FORUM)).await.unwrap();
+    assert!(is_forum(&forum.kind) && forum.title() == Some("Forum -100200"));
+    let group = bot.get_chat(ChatId(GROUP)).await.unwrap();
+    assert!(!is_forum(&group.kind));
+    assert_eq!(group.username(), Some("backup_help"));
+    assert_eq!(api_error(bot.get_chat(ChatId(-77)).await), ApiError::ChatNotFound);
+
+    // A topic hangs from its creation message: its id is the topic's, and what the bot sends
+    // there is a topic message.
+    let topic = bot.create_forum_topic(ChatId(FORUM), "#0badcafe Cloud storage is full").await.unwrap();
+    assert_eq!(topic.name, "#0badcafe Cloud storage is full");
+    assert_eq!(fake.bot_topics(), [(FORUM, topic.thread_id.0.0 as i64, topic.name.clone())]);
+    let packet = bot.send_message(ChatId(FORUM), "packet").message_thread_id(topic.thread_id).await.unwrap();
+    assert_eq!(packet.thread_id, Some(topic.thread_id));
+    assert!(packet.is_topic_message);
+    let nowhere = bot.send_message(ChatId(FORUM), "x").message_thread_id(ThreadId(MessageId(999))).await;
+    assert_eq!(api_error(nowhere), ApiError::Unknown("Bad Request: message thread not found".into()));
+    let error = api_error(bot.create_forum_topic(ChatId(GROUP), "x").await);
+    assert_eq!(error, ApiError::Unknown("Bad Request: the chat is not a forum".into()));
+    assert!(bot.create_forum_topic(ChatId(FORUM), "").await.is_err(), "a name of 1 to 128 characters");
+
+    // Staff writing in the topic: a topic message, replying to the bot's topic root unless it
+    // replies to something else.
+    let thread = topic.thread_id.0.0 as i64;
+    fake.text(Chat::topic(FORUM, thread), BEN, "on it");
+    fake.reply_to(Chat::topic(FORUM, thread), BEN, "see above", packet.id.0 as i64);
+    let messages: Vec<_> = updates(&bot)
+        .await
+        .into_iter()
+        .filter_map(|update| match update.kind {
+            UpdateKind::Message(message) => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 2);
+    for message in &messages {
+        assert!(message.is_topic_message && message.thread_id == Some(topic.thread_id), "{message:?}");
+    }
+    let root = messages[0].reply_to_message().unwrap();
+    assert_eq!((root.id, root.from.as_ref().map(|from| from.is_bot)), (MessageId(thread as i32), Some(true)));
+    assert_eq!(messages[1].reply_to_message().unwrap().id, packet.id);
 }
 
 #[tokio::test]

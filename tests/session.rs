@@ -53,6 +53,10 @@ impl Store for Racing {
     async fn idle_cases(&self, before: i64, limit: usize) -> Result<Vec<(ConversationKey, Stored)>, StoreError> {
         self.inner.idle_cases(before, limit).await
     }
+
+    async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
+        self.inner.find_by_staff_thread(thread).await
+    }
 }
 
 #[tokio::test]

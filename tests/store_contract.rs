@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position};
+use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Staff, StaffThread};
 use fixbot_core::store::{Change, Purge, Purged, Receipt, Store, StoreError};
 use fixbot_store::{AnyStore, MemoryStore, PostgresStore, SqliteStore};
 
@@ -22,7 +22,14 @@ fn case(turn: u32, updated_at: i64) -> Case {
         opened_at: 100,
         updated_at,
         expired: false,
+        staff: None,
     }
+}
+
+/// `case` handed to a person, answered in staff thread `thread` once one is open.
+fn with_staff(case: Case, thread: Option<&str>) -> Case {
+    let thread = thread.map(|id| StaffThread { desk: "discord".into(), id: id.into(), place: "77".into() });
+    Case { staff: Some(Staff { since: case.updated_at, thread }), ..case }
 }
 
 fn record(at: i64, outcome: Outcome) -> OutcomeRecord {
@@ -178,6 +185,29 @@ async fn contract(store: &impl Store) {
     // Meta: the first value stays.
     assert_eq!(store.meta_or_insert("secret", "one").await.unwrap(), "one");
     assert_eq!(store.meta_or_insert("secret", "two").await.unwrap(), "one");
+
+    // Staff threads: a case is found by the thread it is answered in, once
+    // it has one, and only while it does.
+    let cid = ConversationKey::new("telegram", "55", "", "cid");
+    store.commit(&cid, change(None, Some(&with_staff(case(1, 6000), None)), &[])).await.unwrap();
+    assert!(store.find_by_staff_thread("discord:77").await.unwrap().is_none(), "no thread opened yet");
+    let v1 = store.get(&cid).await.unwrap().unwrap().version;
+    let opened = with_staff(case(2, 6001), Some("discord:77"));
+    store.commit(&cid, change(Some(v1), Some(&opened), &[])).await.unwrap();
+    let (key, stored) = store.find_by_staff_thread("discord:77").await.unwrap().expect("found by its thread");
+    assert_eq!(key, cid);
+    assert_eq!(stored, store.get(&cid).await.unwrap().unwrap(), "with the version a commit must name");
+    assert!(store.find_by_staff_thread("discord:78").await.unwrap().is_none(), "another thread finds nothing");
+    assert!(store.find_by_staff_thread("telegram:77").await.unwrap().is_none(), "nor another desk's");
+    let dan = ConversationKey::new("discord", "9", "", "dan");
+    store.commit(&dan, change(None, Some(&with_staff(case(1, 6002), Some("discord:79"))), &[])).await.unwrap();
+    assert_eq!(store.find_by_staff_thread("discord:79").await.unwrap().unwrap().0, dan, "threads stay apart");
+    // Back from staff (closed), the case is no longer found by its old thread.
+    store.commit(&cid, change(Some(stored.version), Some(&case(3, 6003)), &[])).await.unwrap();
+    assert!(store.find_by_staff_thread("discord:77").await.unwrap().is_none());
+    let stored = store.get(&dan).await.unwrap().unwrap();
+    store.commit(&dan, change(Some(stored.version), None, &[])).await.unwrap();
+    assert!(store.find_by_staff_thread("discord:79").await.unwrap().is_none(), "nor once removed");
 }
 
 #[tokio::test]
@@ -294,7 +324,7 @@ async fn postgres_store_meets_the_contract() {
     let Some(url) = postgres_url() else { return };
     let schema = TestSchema::new(&url);
     let store = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     contract(&store).await;
     // Opening again (a second instance) finds the schema current and the data there.
     let again = PostgresStore::open_in_schema(&url, Some(&schema.name)).await.unwrap();

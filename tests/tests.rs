@@ -28,6 +28,8 @@ mod discord;
 mod engine;
 /// 1,000 messages through both front-ends while the platforms fail at random.
 mod faults;
+/// Handing a case to a person: packets, both ways of the relay, `/close`, the webhook desk.
+mod handover;
 /// The hostile-input corpus and forged buttons through both front-ends.
 mod hostile;
 /// Translations: fallback, checks, the language of a case.

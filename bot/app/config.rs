@@ -96,8 +96,29 @@ pub struct Settings {
     pub discord: Option<DiscordConfig>,
     /// The web chat, when enabled.
     pub web: Option<WebConfig>,
+    /// Where cases handed to a person go.
+    pub staff: StaffSettings,
     /// Every secret value, for scrubbing them from logs and errors.
     pub secrets: Vec<String>,
+}
+
+/// The staff desks: where a case goes when it is handed to a person. The
+/// Discord channel and Telegram chat are also in the front-ends' settings.
+#[derive(Debug, Default)]
+pub struct StaffSettings {
+    /// A Discord channel: a thread per case.
+    pub discord_channel: Option<u64>,
+    /// A Telegram group: a topic per case in a forum, reply chains otherwise.
+    pub telegram_chat: Option<i64>,
+    /// A help desk's webhook and the secret both directions carry.
+    pub webhook: Option<(url::Url, String)>,
+}
+
+impl StaffSettings {
+    /// Whether any desk is configured: escalated cases then stay with staff.
+    pub fn any(&self) -> bool {
+        self.discord_channel.is_some() || self.telegram_chat.is_some() || self.webhook.is_some()
+    }
 }
 
 /// The settings file, every key optional.
@@ -121,6 +142,7 @@ struct File {
     discord: DiscordFile,
     #[serde(default)]
     web: WebFile,
+    staff: StaffFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +152,14 @@ struct TelegramFile {
     webhook_url: Option<String>,
     messages_per_second: Option<u32>,
     request_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaffFile {
+    discord_channel: Option<u64>,
+    telegram_chat: Option<i64>,
+    webhook_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +363,42 @@ impl Settings {
             )?
             .unwrap_or(64 * 1024);
 
+        let staff = file.staff;
+        let discord_channel = layers.parse(
+            layers.pick(
+                None,
+                "FIXBOT_STAFF_DISCORD_CHANNEL",
+                staff.discord_channel.map(|id| id.to_string()),
+                "staff.discord_channel",
+            ),
+            "a Discord channel id",
+            |text| text.parse::<u64>().ok().filter(|id| *id != 0),
+        )?;
+        let telegram_chat = layers.parse(
+            layers.pick(
+                None,
+                "FIXBOT_STAFF_TELEGRAM_CHAT",
+                staff.telegram_chat.map(|id| id.to_string()),
+                "staff.telegram_chat",
+            ),
+            "a Telegram chat id like -1001234567890",
+            |text| text.parse::<i64>().ok().filter(|id| *id != 0),
+        )?;
+        let webhook_url = layers.parse(
+            layers.pick(None, "FIXBOT_STAFF_WEBHOOK_URL", staff.webhook_url, "staff.webhook_url"),
+            "an http:// or https:// URL",
+            |text| url(text).filter(|url| matches!(url.scheme(), "http" | "https")),
+        )?;
+        let webhook = match webhook_url {
+            None => None,
+            Some(url) => {
+                let secret = secret(env, "FIXBOT_STAFF_WEBHOOK_SECRET")?
+                    .context("FIXBOT_STAFF_WEBHOOK_SECRET must be set with a staff webhook URL")?;
+                secrets.push(secret.clone());
+                Some((url, secret))
+            }
+        };
+
         let telegram = match secret(env, "TELEGRAM_BOT_TOKEN")? {
             None => None,
             Some(token) => {
@@ -390,6 +456,7 @@ impl Settings {
                     api_url,
                     messages_per_second: rate,
                     request_timeout,
+                    staff_chat: telegram_chat,
                     ..TelegramConfig::new(token)
                 };
                 Some((config, updates))
@@ -427,10 +494,17 @@ impl Settings {
                     help_channels: help_channels.unwrap_or_default(),
                     threads: threads.unwrap_or(false),
                     shards,
+                    staff_channel: discord_channel,
                     ..DiscordConfig::default()
                 })
             }
         };
+        if discord_channel.is_some() && discord.is_none() {
+            bail!("staff.discord_channel needs the Discord front-end: set DISCORD_BOT_TOKEN");
+        }
+        if telegram_chat.is_some() && telegram.is_none() {
+            bail!("staff.telegram_chat needs the Telegram front-end: set TELEGRAM_BOT_TOKEN");
+        }
 
         let web = file.web;
         let enabled = layers.parse(
@@ -484,6 +558,7 @@ impl Settings {
             telegram,
             discord,
             web,
+            staff: StaffSettings { discord_channel, telegram_chat, webhook },
             secrets,
         })
     }
@@ -669,6 +744,34 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("is not a comma-separated list of origins"), "{error}");
+    }
+
+    #[test]
+    fn staff_desks_come_from_the_file_and_the_environment() {
+        let (_file, flags) = file("staff:\n  discord_channel: 70\n  telegram_chat: -1001\n");
+        let variables = [
+            ("TELEGRAM_BOT_TOKEN", "1:abcdefgh"),
+            ("DISCORD_BOT_TOKEN", "abcdefgh"),
+            ("FIXBOT_STAFF_TELEGRAM_CHAT", "-1002"),
+            ("FIXBOT_STAFF_WEBHOOK_URL", "https://desk.example.test/fixbot"),
+            ("FIXBOT_STAFF_WEBHOOK_SECRET", "desk-secret"),
+        ];
+        let settings = resolve(flags, &variables).unwrap();
+        assert_eq!(settings.staff.discord_channel, Some(70));
+        assert_eq!(settings.staff.telegram_chat, Some(-1002), "the variable beats the file");
+        assert_eq!(settings.telegram.unwrap().0.staff_chat, Some(-1002));
+        assert_eq!(settings.discord.unwrap().staff_channel, Some(70));
+        let (url, secret) = settings.staff.webhook.unwrap();
+        assert_eq!((url.as_str(), secret.as_str()), ("https://desk.example.test/fixbot", "desk-secret"));
+        assert!(settings.secrets.iter().any(|known| known == "desk-secret"), "scrubbed from logs");
+        assert!(!resolve(Flags::default(), &[]).unwrap().staff.any());
+
+        let no_secret = resolve(Flags::default(), &[("FIXBOT_STAFF_WEBHOOK_URL", "https://desk.example.test/")]);
+        assert!(no_secret.unwrap_err().to_string().contains("FIXBOT_STAFF_WEBHOOK_SECRET"));
+        let no_front = resolve(Flags::default(), &[("FIXBOT_STAFF_DISCORD_CHANNEL", "70")]);
+        assert!(no_front.unwrap_err().to_string().contains("DISCORD_BOT_TOKEN"));
+        let bad = resolve(Flags::default(), &[("FIXBOT_STAFF_TELEGRAM_CHAT", "staff")]);
+        assert!(bad.unwrap_err().to_string().contains("is not a Telegram chat id"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod console;
 mod diagnose;
 mod flows;
 mod graph;
+mod helpdesk;
 mod http;
 mod logging;
 mod reload;

@@ -1,7 +1,9 @@
 //! `fixbot serve`: one process runs every front-end whose token is set
 //! (Telegram, Discord) or that is enabled (the web chat) on one session and
 //! store, with one HTTP listener for health, readiness, metrics, the
-//! Telegram webhook and the web chat. SIGHUP and edits to
+//! Telegram webhook and the web chat. With staff desks configured, the
+//! front-ends and the webhook desk share one `Handovers`, so a case can be
+//! answered on another platform than the user's. SIGHUP and edits to
 //! the flow files reload the flows. SIGINT or SIGTERM stops taking updates,
 //! finishes the ones in flight within the shutdown timeout, closes the store
 //! and exits 0.
@@ -13,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use fixbot_core::button::ButtonCodec;
+use fixbot_core::desk::Handovers;
 use fixbot_core::engine::EngineConfig;
 use fixbot_core::health::Health;
 use fixbot_core::metrics::metrics;
@@ -25,6 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Settings, Updates};
 use crate::flows;
+use crate::helpdesk::{self, WebhookDesk};
 use crate::http::Http;
 use crate::reload;
 
@@ -61,7 +65,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(_) => Some(store.meta_or_insert("web_secret", &random_hex()).await.context("reading the web secret")?),
         None => None,
     };
-    let config = EngineConfig { idle_timeout: settings.idle_timeout, match_limit: settings.max_message_bytes };
+    let config = EngineConfig {
+        idle_timeout: settings.idle_timeout,
+        match_limit: settings.max_message_bytes,
+        staff: settings.staff.any(),
+    };
     let mut session = Session::new(store, flows, config);
     if let Some(limit) = settings.rate_limit {
         session = session.with_rate_limit(limit);
@@ -76,6 +84,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the listener's address")?;
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
     let http = Http::new(health.clone(), session.clone());
+    let handovers = settings.staff.any().then(|| Arc::new(Handovers::new(session.clone())));
+    if let (Some(handovers), Some((url, secret))) = (&handovers, &settings.staff.webhook) {
+        let desk = WebhookDesk::start(url.clone(), secret.clone()).context("starting the webhook desk")?;
+        handovers.add_desk(Arc::new(desk));
+        http.mount(helpdesk::router(handovers.clone(), secret.clone()));
+        tracing::info!("the webhook desk takes hand-overs; staff answer on /handover/{{case}}/reply");
+    }
 
     let (stop, stopping) = watch::channel(false);
     let signals = {
@@ -105,13 +120,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some((config, updates)) = settings.telegram {
         let config = TelegramConfig { health: health.clone(), ..config };
         let (session, codec, http, stopping) = (session.clone(), codec.clone(), http.clone(), stopping.clone());
-        tasks.spawn(async move { run_telegram(config, updates, session, codec, http, stopping).await });
+        let handovers = handovers.clone();
+        tasks.spawn(async move { run_telegram(config, updates, session, codec, handovers, http, stopping).await });
     }
     if let Some(config) = settings.discord {
         let config = fixbot_discord::DiscordConfig { health: health.clone(), ..config };
         let (session, codec, stopped) = (session.clone(), codec.clone(), stopped(&stopping));
+        let handovers = handovers.clone();
         tasks.spawn(async move {
-            fixbot_discord::run(config, session, codec, stopped).await.context("the Discord front-end stopped")
+            fixbot_discord::run_with(config, session, codec, handovers, stopped)
+                .await
+                .context("the Discord front-end stopped")
         });
     }
 
@@ -162,6 +181,7 @@ async fn run_telegram(
     updates: Updates,
     session: Arc<Session<AnyStore>>,
     codec: ButtonCodec,
+    handovers: Option<Arc<Handovers<AnyStore>>>,
     http: Http,
     stopping: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -169,7 +189,7 @@ async fn run_telegram(
     let mut backoff = Duration::from_secs(1);
     let frontend = loop {
         health.set(fixbot_telegram::PART, false, "connecting");
-        match fixbot_telegram::connect(config.clone(), session.clone(), codec.clone()).await {
+        match fixbot_telegram::connect_with(config.clone(), session.clone(), codec.clone(), handovers.clone()).await {
             Ok(frontend) => break frontend,
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, ?backoff, "cannot reach Telegram; trying again");

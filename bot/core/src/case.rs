@@ -202,6 +202,49 @@ pub struct Case {
     /// it a second time.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
+    /// Set while the case is with a person: since when, and where staff answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<Staff>,
+}
+
+impl Case {
+    /// The short reference staff know the case by (`#3f9a1c02`): eight hex
+    /// digits folded from the id, so it names no one.
+    pub fn reference(&self) -> String {
+        format!("{:08x}", ((self.id >> 32) ^ self.id) as u32)
+    }
+
+    /// The lookup key of the staff thread the case is answered in, once a
+    /// desk has opened one: what [`crate::store::Store::find_by_staff_thread`] finds it by.
+    pub fn staff_thread(&self) -> Option<&str> {
+        self.staff.as_ref()?.thread.as_ref().map(|thread| thread.id.as_str())
+    }
+}
+
+/// A case handed to a person. While a case has one, the user's messages go
+/// to staff instead of advancing the flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staff {
+    /// Unix seconds when the case was handed over.
+    pub since: i64,
+    /// The thread staff answer in, once a desk has posted the case packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<StaffThread>,
+}
+
+/// Where staff discuss one case: a Discord thread, a Telegram forum topic or
+/// reply chain, or a help-desk ticket behind the webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffThread {
+    /// The desk that opened it: `discord`, `telegram` or `webhook`.
+    pub desk: String,
+    /// Its lookup key, unique across desks and the same whichever instance
+    /// sees a staff message in it: `discord:<thread id>`,
+    /// `telegram:<chat>:<topic>`, `telegram:<chat>:#<reference>`,
+    /// `webhook:<reference>`.
+    pub id: String,
+    /// Where the desk posts into it, in the desk's own terms.
+    pub place: String,
 }
 
 /// One line of the append-only outcome log.

@@ -6,14 +6,17 @@
 use std::collections::BTreeMap;
 
 use crate::button::ButtonRef;
-use crate::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Tried};
+use crate::case::{Case, ConversationKey, Outcome, OutcomeRecord, Phase, Position, Staff, Tried};
 pub use crate::command::Command;
 use crate::flow::{Bot, Flow, Flows, Goto, Platform, Word};
+pub use crate::handover::{StaffInput, StaffNote, ToStaff};
 use crate::lang::{Lang, detect};
 use crate::markup::{Markup, Template};
 use crate::matcher::Verdict;
 use crate::redact::redact;
 use crate::text::{has_words, sanitize, truncate};
+
+mod staff;
 
 /// Bytes past the match limit that redaction still reads, longer than any
 /// single datum it looks for, so none is cut in half and half kept.
@@ -26,11 +29,15 @@ pub struct EngineConfig {
     pub idle_timeout: i64,
     /// Bytes of a message that are matched; the rest is cut with a notice.
     pub match_limit: usize,
+    /// Whether a staff desk takes hand-overs. An escalated case then stays
+    /// open, with staff, and the user's messages go to them; without a desk
+    /// it ends with the summary.
+    pub staff: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { idle_timeout: 24 * 60 * 60, match_limit: 64 * 1024 }
+        EngineConfig { idle_timeout: 24 * 60 * 60, match_limit: 64 * 1024, staff: false }
     }
 }
 
@@ -43,6 +50,8 @@ pub enum Input {
     Button(ButtonRef),
     /// A navigation command.
     Command(Command),
+    /// Something staff did about the case, once it was handed over.
+    Staff(StaffInput),
 }
 
 /// One message the bot sends.
@@ -102,6 +111,9 @@ pub struct Transition {
     /// What a message that opened a case was diagnosed as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<Diagnosed>,
+    /// What the staff thread of a case with staff must hear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_staff: Option<ToStaff>,
 }
 
 impl Transition {
@@ -121,6 +133,7 @@ impl Transition {
             outcomes: Vec::new(),
             handover: None,
             diagnosis: None,
+            to_staff: None,
         }
     }
 }
@@ -223,6 +236,7 @@ struct Run<'a> {
     outcomes: Vec<OutcomeRecord>,
     handover: Option<Handover>,
     diagnosis: Option<Diagnosed>,
+    to_staff: Option<ToStaff>,
     changed: bool,
 }
 
@@ -249,6 +263,7 @@ impl<'a> Run<'a> {
             outcomes: Vec::new(),
             handover: None,
             diagnosis: None,
+            to_staff: None,
             changed: false,
         }
     }
@@ -272,6 +287,7 @@ impl<'a> Run<'a> {
             outcomes: self.outcomes,
             handover: self.handover,
             diagnosis: self.diagnosis,
+            to_staff: self.to_staff,
         }
     }
 
@@ -279,6 +295,8 @@ impl<'a> Run<'a> {
 
     fn input(&mut self, input: Input) {
         match input {
+            Input::Staff(staff) => self.staff(staff),
+            input if self.with_staff() => self.input_with_staff(input),
             Input::Command(command) => self.command(command),
             Input::Button(button) => self.press(button),
             Input::Text(text) => self.text(&text),
@@ -680,6 +698,21 @@ impl<'a> Run<'a> {
         }
         let (flow, step) = self.place();
         self.record(&flow, &step, Outcome::Escalated);
+        if self.config.staff {
+            // The case stays open, with staff: the user's messages now go to
+            // the person who takes it, until one of them closes it.
+            self.touch();
+            let since = self.now;
+            let Some(case) = self.case.as_mut() else { return };
+            case.staff = Some(Staff { since, thread: None });
+            let case = case.clone();
+            let summary = self.summary(&case);
+            self.say(&messages.escalated, &[]);
+            self.append(summary.clone());
+            self.say(&messages.with_person, &[]);
+            self.handover = Some(Handover { case, summary });
+            return;
+        }
         let Some(case) = self.case.take() else { return };
         let summary = self.summary(&case);
         self.say(&messages.escalated, &[]);
@@ -734,8 +767,11 @@ impl<'a> Run<'a> {
     // --- Case bookkeeping ---------------------------------------------------
 
     /// Whether the case has gone without a message for longer than the idle timeout.
+    /// A case with a person never is: it waits for them, however long they take.
     fn idle(&self) -> bool {
-        self.case.as_ref().is_some_and(|case| self.now - case.updated_at > self.config.idle_timeout)
+        self.case
+            .as_ref()
+            .is_some_and(|case| case.staff.is_none() && self.now - case.updated_at > self.config.idle_timeout)
     }
 
     /// Closes idle cases before the input is looked at. A case the sweep
@@ -754,6 +790,9 @@ impl<'a> Run<'a> {
     /// Returns false when the case was restarted and the input must not be
     /// applied to a step it was not meant for.
     fn reconcile(&mut self) -> bool {
+        if self.with_staff() {
+            return true;
+        }
         let Some(at) = self.position() else { return true };
         let Some(flow) = self.flow(&at.flow) else {
             self.close(Outcome::Abandoned);
@@ -817,6 +856,7 @@ impl<'a> Run<'a> {
             opened_at: self.now,
             updated_at: self.now,
             expired: false,
+            staff: None,
         }
     }
 

@@ -14,6 +14,9 @@
 //!   the next case, the replies and the outcome records out.
 //! - [`session`]: runs the engine against a [`store::Store`], one message of
 //!   a conversation at a time, and keeps floods out ([`flood`]).
+//! - [`handover`], [`desk`]: a case handed to a person. What staff read
+//!   and do (the packet, thread notes, staff inputs to the engine), and the
+//!   staff desk that routes between front-ends' staff places and users.
 //! - [`markup`], [`text`], [`redact`]: what replies are made of, how user
 //!   text is cleaned and folded, and what is removed before anything is kept.
 //! - [`health`], [`metrics`]: what readiness probes and `/metrics` report.
@@ -27,9 +30,11 @@
 pub mod button;
 pub mod case;
 pub mod command;
+pub mod desk;
 pub mod engine;
 pub mod flood;
 pub mod flow;
+pub mod handover;
 pub mod health;
 pub mod lang;
 pub mod markup;

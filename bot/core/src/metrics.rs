@@ -45,6 +45,12 @@ pub struct Metrics {
     pub flow_reloads: IntCounterVec,
     /// Flows in use now.
     pub flows_loaded: IntGauge,
+    /// Cases handed to a person, per desk and result (`opened`, `unreachable`).
+    pub handovers: IntCounterVec,
+    /// Messages relayed between a user and staff, per direction (`to_staff`, `to_user`).
+    pub staff_relays: IntCounterVec,
+    /// Webhook desk deliveries, per result (`delivered`, `retried`, `failed`).
+    pub webhook_posts: IntCounterVec,
 }
 
 /// The process's metrics, created on first use.
@@ -138,6 +144,24 @@ impl Metrics {
             store_errors,
             flow_reloads: counters(&registry, "fixbot_flow_reloads_total", "Flow reloads, by result.", &["result"]),
             flows_loaded,
+            handovers: counters(
+                &registry,
+                "fixbot_handovers_total",
+                "Cases handed to a person, by desk and result: opened or unreachable.",
+                &["desk", "result"],
+            ),
+            staff_relays: counters(
+                &registry,
+                "fixbot_staff_relays_total",
+                "Messages relayed between a user and staff, by direction: to_staff or to_user.",
+                &["direction"],
+            ),
+            webhook_posts: counters(
+                &registry,
+                "fixbot_staff_webhook_posts_total",
+                "Webhook desk deliveries, by result: delivered, retried (a failed attempt tried again) or failed.",
+                &["result"],
+            ),
             registry,
         }
     }

@@ -158,8 +158,16 @@ impl<S: Store> Session<S> {
         hint: Option<Lang>,
     ) -> Result<Transition, SessionError> {
         let metrics = metrics();
-        metrics.messages_received.with_label_values(&[key.platform.as_str()]).inc();
-        let allowance = self.flood.as_ref().map_or(Allowance::Pass, |flood| flood.check(&key.platform, &key.user));
+        // What staff do about a case is neither the user's message nor
+        // counted against the user's rate.
+        let from_user = !matches!(input, Input::Staff(_));
+        if from_user {
+            metrics.messages_received.with_label_values(&[key.platform.as_str()]).inc();
+        }
+        let allowance = match &self.flood {
+            Some(flood) if from_user => flood.check(&key.platform, &key.user),
+            _ => Allowance::Pass,
+        };
         if allowance != Allowance::Pass {
             metrics.rate_limited.with_label_values(&[key.platform.as_str()]).inc();
             return Ok(match allowance {
@@ -200,7 +208,7 @@ impl<S: Store> Session<S> {
         let forget = match &input {
             Input::Command(command) => *command == Command::Forget,
             Input::Text(text) => Command::parse(text) == Some(Command::Forget),
-            Input::Button(_) => false,
+            Input::Button(_) | Input::Staff(_) => false,
         };
         if forget {
             // Deleted first, then confirmed: the confirmation never claims
@@ -296,12 +304,12 @@ impl<S: Store> Session<S> {
 /// Entries are weak, so idle conversations cost nothing; dead entries are
 /// swept as the map grows.
 #[derive(Debug, Default)]
-struct KeyLocks {
+pub(crate) struct KeyLocks {
     map: Mutex<HashMap<ConversationKey, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl KeyLocks {
-    fn get(&self, key: &ConversationKey) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn get(&self, key: &ConversationKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(lock) = map.get(key).and_then(Weak::upgrade) {
             return lock;

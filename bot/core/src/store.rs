@@ -153,4 +153,11 @@ pub trait Store: Send + Sync {
         before: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<(ConversationKey, Stored)>, StoreError>> + Send;
+    /// The case answered in staff thread `thread` ([`Case::staff_thread`]),
+    /// with its conversation: how a staff member's message finds the case
+    /// it is about, on whichever instance it arrives.
+    fn find_by_staff_thread(
+        &self,
+        thread: &str,
+    ) -> impl Future<Output = Result<Option<(ConversationKey, Stored)>, StoreError>> + Send;
 }

@@ -2,11 +2,13 @@
 //! core inputs and transitions into REST calls, and holds no troubleshooting
 //! logic. Slash commands and a modal need no privileged intent; DMs work as
 //! chats; configured help channels (message-content intent) answer pastes.
-//! Several processes split the gateway traffic by shard ranges.
+//! Several processes split the gateway traffic by shard ranges. With a staff
+//! channel configured it is also a staff desk (`staff.rs`).
 
 mod in_flight;
 mod render;
 mod shards;
+mod staff;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fixbot_core::button::{ButtonCodec, ButtonError};
 use fixbot_core::case::ConversationKey;
+use fixbot_core::desk::{Handovers, StaffMessage, StaffOutcome};
 use fixbot_core::engine::{Command as CoreCommand, Input, Reply, Transition};
+use fixbot_core::handover::UserInfo;
 use fixbot_core::health::Health;
 use fixbot_core::lang::Lang;
 use fixbot_core::markup::Markup;
@@ -28,7 +32,7 @@ use serenity::all::{
     CreateAllowedMentions, CreateButton, CreateCommand, CreateCommandOption, CreateInputText,
     CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
     CreateModal, CreateThread, EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http,
-    HttpBuilder, InputTextStyle, Interaction, Message, MessageId, ModalInteraction, Ready, UserId,
+    HttpBuilder, InputTextStyle, Interaction, Message, MessageId, ModalInteraction, Ready, User, UserId,
 };
 use serenity::builder::Builder as _;
 use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
@@ -69,6 +73,9 @@ pub struct DiscordConfig {
     pub shards: Option<ShardRange>,
     /// Where the front-end reports whether its shards are connected, as [`PART`].
     pub health: Health,
+    /// The channel cases are handed to, a thread per case, when it is a
+    /// staff desk (needs the message-content intent, to read staff replies).
+    pub staff_channel: Option<u64>,
 }
 
 /// The name the front-end reports its health and metrics under.
@@ -92,19 +99,32 @@ pub async fn run<S: Store + 'static>(
     codec: ButtonCodec,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DiscordError> {
+    run_with(config, session, codec, None, shutdown).await
+}
+
+/// Like [`run`], taking part in hand-overs: the front-end reaches its users
+/// for `handovers`, and with `config.staff_channel` set it is a staff desk.
+pub async fn run_with<S: Store + 'static>(
+    config: DiscordConfig,
+    session: Arc<Session<S>>,
+    codec: ButtonCodec,
+    handovers: Option<Arc<Handovers<S>>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DiscordError> {
     let mut http = HttpBuilder::new(&config.token).default_allowed_mentions(CreateAllowedMentions::new());
     let limit_ourselves = config.api_url.is_some();
     if let Some(url) = &config.api_url {
         http = http.proxy(url.trim_end_matches('/')).ratelimiter_disabled(true);
     }
     let mut intents = GatewayIntents::DIRECT_MESSAGES;
-    if !config.help_channels.is_empty() {
+    let staff_channel = config.staff_channel.filter(|_| handovers.is_some()).map(ChannelId::new);
+    if !config.help_channels.is_empty() || staff_channel.is_some() {
         intents |= GatewayIntents::GUILD_MESSAGES | GatewayIntents::MESSAGE_CONTENT;
     }
     let in_flight = Arc::new(InFlight::default());
     let shard_count = config.shards.map_or(1, |range| range.last() - range.first() + 1);
     config.health.set(PART, false, format!("connecting 0 of {shard_count} shards"));
-    let handler = Handler {
+    let handler = Arc::new(Handler {
         session,
         codec,
         health: config.health,
@@ -117,9 +137,21 @@ pub async fn run<S: Store + 'static>(
         limit_ourselves,
         next_call: Mutex::new(tokio::time::Instant::now()),
         prompts: Mutex::new(HashMap::new()),
-        help_threads: Mutex::new(HashMap::new()),
-    };
-    let mut client = ClientBuilder::new_with_http(http.build(), intents).event_handler(handler).await?;
+        parents: Mutex::new(HashMap::new()),
+        staff_channel,
+        handovers: handovers.clone(),
+    });
+    let mut client = ClientBuilder::new_with_http(http.build(), intents).event_handler_arc(handler.clone()).await?;
+    if let Some(handovers) = handovers {
+        let line = staff::DiscordLine { handler: Arc::downgrade(&handler), http: client.http.clone() };
+        handovers.add_line(PART, Arc::new(line));
+        if let Some(channel) = staff_channel {
+            tracing::info!(%channel, "discord staff channel takes hand-overs");
+            let desk = staff::DiscordDesk { handler: Arc::downgrade(&handler), http: client.http.clone(), channel };
+            handovers.add_desk(Arc::new(desk));
+        }
+    }
+    drop(handler);
     if let Some(range) = config.shards {
         warn_if_too_few_shards(&client.http, range).await;
     }
@@ -179,8 +211,13 @@ struct Handler<S> {
     /// The latest channel message with buttons per conversation, so its
     /// buttons can be taken off when the case moves on by a typed answer.
     prompts: Mutex<HashMap<ConversationKey, (ChannelId, MessageId)>>,
-    /// Whether a channel is a thread of a help channel, looked up once.
-    help_threads: Mutex<HashMap<ChannelId, bool>>,
+    /// The channel each channel a message came from sits in (a thread's
+    /// parent), looked up once.
+    parents: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
+    /// The staff channel, when this front-end is a staff desk.
+    staff_channel: Option<ChannelId>,
+    /// Where handed-over cases go and staff answers come from, when any desk is configured.
+    handovers: Option<Arc<Handovers<S>>>,
 }
 
 /// Where a message was written, as far as the bot is concerned.
@@ -191,6 +228,8 @@ enum Room {
     Help,
     /// A thread under a help channel.
     HelpThread,
+    /// A case's thread under the staff channel.
+    StaffThread,
 }
 
 /// Where the replies of one input go.
@@ -252,6 +291,10 @@ impl<S: Store + 'static> EventHandler for Handler<S> {
         let _handling = self.in_flight.enter();
         let arrived = std::time::Instant::now();
         let Some(room) = self.room(&ctx, &message).await else { return };
+        if let Room::StaffThread = room {
+            return self.staff_message(&message).await;
+        }
+        let user = user_info(&message.author, message.guild_id, message.channel_id, Some(message.id));
         let mut channel = message.channel_id;
         let mut reply_to = Some(message.id);
         match room {
@@ -273,13 +316,14 @@ impl<S: Store + 'static> EventHandler for Handler<S> {
                 }
                 reply_to = None;
             }
+            Room::StaffThread => return,
         }
         let key = key(channel, message.author.id);
         let receipt = format!("discord:{}", message.id);
         let reach = Reach::Channel { channel, reply_to };
         // Messages carry no locale of their author; the detector and
         // `/language` decide.
-        self.answer(&ctx, &key, text_input(&message.content), &receipt, reach, None).await;
+        self.answer(&ctx.http, &key, text_input(&message.content), &receipt, reach, None, &user).await;
         metrics().reply_seconds.with_label_values(&[PART]).observe(arrived.elapsed().as_secs_f64());
     }
 }
@@ -302,26 +346,48 @@ impl<S: Store + 'static> Handler<S> {
         if self.help_channels.contains(&message.channel_id.get()) {
             return Some(Room::Help);
         }
-        if !self.threads {
+        if !self.threads && self.staff_channel.is_none() {
             return None;
         }
-        let known = self.help_threads.lock().await.get(&message.channel_id).copied();
-        let is_help_thread = match known {
-            Some(known) => known,
-            None => {
-                let parent = match self.retry(|| message.channel_id.to_channel(&ctx.http)).await {
-                    Ok(channel) => channel.guild().and_then(|channel| channel.parent_id),
-                    Err(error) => {
-                        tracing::debug!(%error, "looking up a discord channel failed");
-                        return None;
-                    }
-                };
-                let is_help_thread = parent.is_some_and(|parent| self.help_channels.contains(&parent.get()));
-                self.help_threads.lock().await.insert(message.channel_id, is_help_thread);
-                is_help_thread
+        let parent = self.parent_of(&ctx.http, message.channel_id).await?;
+        if Some(parent) == self.staff_channel {
+            return Some(Room::StaffThread);
+        }
+        (self.threads && self.help_channels.contains(&parent.get())).then_some(Room::HelpThread)
+    }
+
+    /// The channel `channel` sits in (a thread's parent), looked up once.
+    async fn parent_of(&self, http: &Http, channel: ChannelId) -> Option<ChannelId> {
+        if let Some(known) = self.parents.lock().await.get(&channel).copied() {
+            return known;
+        }
+        let parent = match self.retry(|| channel.to_channel(http)).await {
+            Ok(found) => found.guild().and_then(|found| found.parent_id),
+            Err(error) => {
+                tracing::debug!(%error, "looking up a discord channel failed");
+                return None;
             }
         };
-        is_help_thread.then_some(Room::HelpThread)
+        self.parents.lock().await.insert(channel, parent);
+        parent
+    }
+
+    /// A staff member's message in a case's thread: relayed to the user,
+    /// or `/close` closes the case.
+    async fn staff_message(&self, message: &Message) {
+        let Some(handovers) = &self.handovers else { return };
+        let name = message
+            .member
+            .as_ref()
+            .and_then(|member| member.nick.clone())
+            .or_else(|| message.author.global_name.clone())
+            .unwrap_or_else(|| message.author.name.clone());
+        let staff = StaffMessage { name, text: message.content.clone() };
+        let thread = format!("discord:{}", message.channel_id);
+        let receipt = format!("discord:{}", message.id);
+        if handovers.staff_message(&thread, staff, Some(&receipt), now()).await == StaffOutcome::Unsent {
+            tracing::warn!(%thread, "a staff answer could not be sent to the user");
+        }
     }
 
     /// Opens a thread for the case that `message` starts; `None` keeps the
@@ -334,7 +400,7 @@ impl<S: Store + 'static> Handler<S> {
         match self.retry(|| message.channel_id.create_thread_from_message(&ctx.http, message.id, builder.clone())).await
         {
             Ok(thread) => {
-                self.help_threads.lock().await.insert(thread.id, true);
+                self.parents.lock().await.insert(thread.id, Some(message.channel_id));
                 Some(thread.id)
             }
             Err(error) => {
@@ -401,7 +467,8 @@ impl<S: Store + 'static> Handler<S> {
         }
         let reach = Reach::Interaction { token: &command.token, original_open: true };
         let receipt = format!("discord:{}", command.id);
-        self.answer(ctx, &key, input, &receipt, reach, Lang::from_hint(&command.locale)).await;
+        let user = user_info(&command.user, command.guild_id, command.channel_id, None);
+        self.answer(&ctx.http, &key, input, &receipt, reach, Lang::from_hint(&command.locale), &user).await;
     }
 
     /// `/fix` without text opens a form with room for a long paste.
@@ -440,7 +507,8 @@ impl<S: Store + 'static> Handler<S> {
         let key = key(modal.channel_id, modal.user.id);
         let reach = Reach::Interaction { token: &modal.token, original_open: true };
         let receipt = format!("discord:{}", modal.id);
-        self.answer(ctx, &key, Input::Text(text), &receipt, reach, Lang::from_hint(&modal.locale)).await;
+        let user = user_info(&modal.user, modal.guild_id, modal.channel_id, None);
+        self.answer(&ctx.http, &key, Input::Text(text), &receipt, reach, Lang::from_hint(&modal.locale), &user).await;
     }
 
     async fn press(&self, ctx: &Context, component: ComponentInteraction) {
@@ -465,7 +533,7 @@ impl<S: Store + 'static> Handler<S> {
             Ok(button) => {
                 let receipt = format!("discord:{}", component.id);
                 let hint = Lang::from_hint(&component.locale);
-                match self.apply(ctx, &key, Input::Button(button), &receipt, reach, hint).await {
+                match self.apply(&ctx.http, &key, Input::Button(button), &receipt, reach, hint).await {
                     Some(transition) => (transition, receipt),
                     None => return,
                 }
@@ -482,24 +550,37 @@ impl<S: Store + 'static> Handler<S> {
         if let Err(error) = self.retry(|| edit.clone().execute(&ctx.http, &component.token)).await {
             tracing::debug!(%error, "disabling the pressed buttons failed");
         }
-        self.deliver(ctx, &key, &transition, reach).await;
+        self.deliver(&ctx.http, &key, &transition, reach).await;
         self.confirm(&receipt).await;
+        let user = user_info(&component.user, component.guild_id, component.channel_id, Some(component.message.id));
+        self.follow(&key, &transition, &user).await;
     }
 
     /// Runs the input through the session and sends the answer.
     /// `hint` is the locale of the user's Discord app, when the event has one.
+    #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
-        ctx: &Context,
+        http: &Http,
         key: &ConversationKey,
         input: Input,
         receipt: &str,
         reach: Reach<'_>,
         hint: Option<Lang>,
+        user: &UserInfo,
     ) {
-        if let Some(transition) = self.apply(ctx, key, input, receipt, reach, hint).await {
-            self.deliver(ctx, key, &transition, reach).await;
+        if let Some(transition) = self.apply(http, key, input, receipt, reach, hint).await {
+            self.deliver(http, key, &transition, reach).await;
             self.confirm(receipt).await;
+            self.follow(key, &transition, user).await;
+        }
+    }
+
+    /// Carries out what a transition asks of staff (a hand-over, a message
+    /// for them), once the user has their answer.
+    async fn follow(&self, key: &ConversationKey, transition: &Transition, user: &UserInfo) {
+        if let Some(handovers) = &self.handovers {
+            handovers.follow(key, transition, user, now()).await;
         }
     }
 
@@ -527,7 +608,7 @@ impl<S: Store + 'static> Handler<S> {
     /// before, or the store failed (the user is told).
     async fn apply(
         &self,
-        ctx: &Context,
+        http: &Http,
         key: &ConversationKey,
         input: Input,
         receipt: &str,
@@ -539,7 +620,7 @@ impl<S: Store + 'static> Handler<S> {
             Err(error) => {
                 tracing::error!(%error, "handling a discord event failed");
                 let failure = self.session.flows().bot().messages.failure.render();
-                self.send(ctx, key, &failure, Vec::new(), reach, true).await;
+                self.send(http, key, &failure, Vec::new(), reach, true).await;
                 None
             }
         }
@@ -547,12 +628,13 @@ impl<S: Store + 'static> Handler<S> {
 
     /// Sends the replies, and takes the buttons off this conversation's
     /// previous channel prompt so a finished step cannot be pressed again.
-    async fn deliver(&self, ctx: &Context, key: &ConversationKey, transition: &Transition, mut reach: Reach<'_>) {
+    /// Returns `false` when a reply could not be sent for a reason that may pass.
+    async fn deliver(&self, http: &Http, key: &ConversationKey, transition: &Transition, mut reach: Reach<'_>) -> bool {
         if transition.changed
             && let Some((channel, message)) = self.prompts.lock().await.remove(key)
         {
             let edit = EditMessage::new().components(Vec::new());
-            if let Err(error) = self.retry(|| channel.edit_message(&ctx.http, message, edit.clone())).await {
+            if let Err(error) = self.retry(|| channel.edit_message(http, message, edit.clone())).await {
                 tracing::debug!(%error, "removing old discord buttons failed");
             }
         }
@@ -561,16 +643,17 @@ impl<S: Store + 'static> Handler<S> {
         {
             // Nothing to say (a flood being ignored): close the deferred
             // "thinking…" rather than leave it to time out as a failure.
-            if let Err(error) = self.retry(|| ctx.http.delete_original_interaction_response(token)).await {
+            if let Err(error) = self.retry(|| http.delete_original_interaction_response(token)).await {
                 tracing::debug!(%error, "closing a deferred discord response failed");
             }
         }
+        let mut settled = true;
         for reply in &transition.replies {
             let parts = split(&reply.body);
             let count = parts.len();
             for (index, part) in parts.iter().enumerate() {
                 let rows = if index + 1 == count { self.buttons(key, reply) } else { Vec::new() };
-                self.send(ctx, key, part, rows, reach, false).await;
+                settled &= self.send(http, key, part, rows, reach, false).await;
                 if let Reach::Interaction { original_open, .. } = &mut reach {
                     *original_open = false;
                 }
@@ -579,18 +662,20 @@ impl<S: Store + 'static> Handler<S> {
                 }
             }
         }
+        settled
     }
 
-    /// Sends one message where `reach` says, with empty allowed mentions.
+    /// Sends one message where `reach` says, with empty allowed mentions;
+    /// `false` when it failed for a reason that may pass.
     async fn send(
         &self,
-        ctx: &Context,
+        http: &Http,
         key: &ConversationKey,
         body: &Markup,
         rows: Vec<CreateActionRow>,
         reach: Reach<'_>,
         ephemeral: bool,
-    ) {
+    ) -> bool {
         let content = to_markdown(body);
         let has_buttons = !rows.is_empty();
         let result = match reach {
@@ -599,7 +684,7 @@ impl<S: Store + 'static> Handler<S> {
                     .content(&content)
                     .components(rows)
                     .allowed_mentions(CreateAllowedMentions::new());
-                self.retry(|| edit.clone().execute(&ctx.http, token)).await.map(drop)
+                self.retry(|| edit.clone().execute(http, token)).await.map(drop)
             }
             Reach::Interaction { token, original_open: false } => {
                 let followup = CreateInteractionResponseFollowup::new()
@@ -607,7 +692,7 @@ impl<S: Store + 'static> Handler<S> {
                     .components(rows)
                     .ephemeral(ephemeral)
                     .allowed_mentions(CreateAllowedMentions::new());
-                self.retry(|| followup.clone().execute(&ctx.http, (None, token))).await.map(drop)
+                self.retry(|| followup.clone().execute(http, (None, token))).await.map(drop)
             }
             Reach::Channel { channel, reply_to } => {
                 let mut message = CreateMessage::new()
@@ -617,7 +702,7 @@ impl<S: Store + 'static> Handler<S> {
                 if let Some(reply_to) = reply_to {
                     message = message.reference_message((channel, reply_to));
                 }
-                match self.retry(|| channel.send_message(&ctx.http, message.clone())).await {
+                match self.retry(|| channel.send_message(http, message.clone())).await {
                     Ok(sent) => {
                         if has_buttons {
                             self.prompts.lock().await.insert(key.clone(), (channel, sent.id));
@@ -629,8 +714,14 @@ impl<S: Store + 'static> Handler<S> {
             }
         };
         match result {
-            Ok(()) => metrics().messages_sent.with_label_values(&[PART]).inc(),
-            Err(error) => tracing::warn!(%error, "sending a discord message failed"),
+            Ok(()) => {
+                metrics().messages_sent.with_label_values(&[PART]).inc();
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "sending a discord message failed");
+                !matches!(kind(&error), "server" | "network" | "rate_limited")
+            }
         }
     }
 
@@ -735,6 +826,18 @@ fn text_input(content: &str) -> Input {
         Some(command) => Input::Command(command),
         None => Input::Text(content.to_owned()),
     }
+}
+
+/// How staff see a user: display name, username and id, and a link to the
+/// conversation where staff can open it (not in DMs).
+fn user_info(user: &User, guild: Option<GuildId>, channel: ChannelId, message: Option<MessageId>) -> UserInfo {
+    let name = user.global_name.as_deref().unwrap_or(&user.name);
+    let handle = format!("{name} (@{}, id {})", user.name, user.id);
+    let link = guild.map(|guild| match message {
+        Some(message) => format!("https://discord.com/channels/{guild}/{channel}/{message}"),
+        None => format!("https://discord.com/channels/{guild}/{channel}"),
+    });
+    UserInfo { handle, link }
 }
 
 fn key(channel: ChannelId, user: UserId) -> ConversationKey {

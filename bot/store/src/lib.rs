@@ -172,4 +172,12 @@ impl Store for AnyStore {
             AnyStore::Postgres(store) => store.meta_or_insert(name, value).await,
         }
     }
+
+    async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
+        match self {
+            AnyStore::Memory(store) => store.find_by_staff_thread(thread).await,
+            AnyStore::Sqlite(store) => store.find_by_staff_thread(thread).await,
+            AnyStore::Postgres(store) => store.find_by_staff_thread(thread).await,
+        }
+    }
 }

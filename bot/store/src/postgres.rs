@@ -52,6 +52,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE receipts ADD COLUMN subject BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE receipts ADD COLUMN delivery TEXT;
     CREATE INDEX receipts_subject ON receipts (subject);",
+    // The staff thread a case handed to a person is answered in, so a
+    // staff member's message finds its case on any instance.
+    "ALTER TABLE cases ADD COLUMN staff_thread TEXT;
+    CREATE INDEX cases_staff_thread ON cases (staff_thread) WHERE staff_thread IS NOT NULL;",
 ];
 
 /// Serialises migrations across instances starting at once (an arbitrary,
@@ -210,12 +214,13 @@ impl Store for PostgresStore {
             }
             (None, Some(case)) => {
                 keyed(
-                    "INSERT INTO cases (platform, chat, thread, user_id, version, updated_at, state)
-                     VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT DO NOTHING",
+                    "INSERT INTO cases (platform, chat, thread, user_id, version, updated_at, state, staff_thread)
+                     VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT DO NOTHING",
                     key,
                 )
                 .bind(case.updated_at)
                 .bind(encode(case)?)
+                .bind(case.staff_thread())
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?
@@ -224,13 +229,14 @@ impl Store for PostgresStore {
             }
             (Some(version), Some(case)) => {
                 keyed(
-                    "UPDATE cases SET version = version + 1, updated_at = $5, state = $6
+                    "UPDATE cases SET version = version + 1, updated_at = $5, state = $6, staff_thread = $8
                      WHERE platform = $1 AND chat = $2 AND thread = $3 AND user_id = $4 AND version = $7",
                     key,
                 )
                 .bind(case.updated_at)
                 .bind(encode(case)?)
                 .bind(version as i64)
+                .bind(case.staff_thread())
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?
@@ -365,6 +371,24 @@ impl Store for PostgresStore {
                 Ok((key, Stored { case, version: version as u64 }))
             })
             .collect()
+    }
+
+    async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT platform, chat, thread, user_id, version, state FROM cases WHERE staff_thread = $1
+             ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(thread)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let column = |name: &str| row.try_get::<String, _>(name).map_err(backend);
+        let key = ConversationKey::new(&column("platform")?, &column("chat")?, &column("thread")?, &column("user_id")?);
+        let version: i64 = row.try_get("version").map_err(backend)?;
+        let case: Case = serde_json::from_str(&column("state")?)
+            .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
+        Ok(Some((key, Stored { case, version: version as u64 })))
     }
 
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {

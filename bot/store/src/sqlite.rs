@@ -61,6 +61,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE receipts ADD COLUMN subject INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE receipts ADD COLUMN delivery TEXT;
     CREATE INDEX receipts_subject ON receipts (subject);",
+    // The staff thread a case handed to a person is answered in, so a
+    // staff member's message finds its case.
+    "ALTER TABLE cases ADD COLUMN staff_thread TEXT;
+    CREATE INDEX cases_staff_thread ON cases (staff_thread) WHERE staff_thread IS NOT NULL;",
 ];
 
 /// Cases cached at most; past it the cache starts over.
@@ -179,7 +183,11 @@ impl Store for SqliteStore {
         let commit = Commit {
             key: key.clone(),
             expected,
-            case: case.map(|case| Ok::<_, StoreError>((encode(case)?, case.updated_at))).transpose()?,
+            case: case
+                .map(|case| {
+                    Ok::<_, StoreError>((encode(case)?, case.updated_at, case.staff_thread().map(str::to_owned)))
+                })
+                .transpose()?,
             outcomes: outcomes.to_vec(),
             receipt: receipt
                 .map(|receipt| (receipt.id.to_owned(), receipt.at, receipt.subject, receipt.delivery.to_owned())),
@@ -279,6 +287,24 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT platform, chat, thread, user, version, state FROM cases WHERE staff_thread = ?
+             ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(thread)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let column = |name: &str| row.try_get::<String, _>(name).map_err(backend);
+        let key = ConversationKey::new(&column("platform")?, &column("chat")?, &column("thread")?, &column("user")?);
+        let version: i64 = row.try_get("version").map_err(backend)?;
+        let case: Case = serde_json::from_str(&column("state")?)
+            .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
+        Ok(Some((key, Stored { case, version: version as u64 })))
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {

@@ -1,12 +1,15 @@
 //! What an update means to fixbot: who it is from, where replies go, and the
 //! core `Input` it carries. Private chats take any text; groups take the bot's
 //! commands and replies to the bot's own messages, so the bot never answers
-//! chatter that was not meant for it.
+//! chatter that was not meant for it. In the staff chat, a message in a
+//! case's forum topic, or a reply to one of the bot's messages about a case,
+//! is a staff member's message for that case.
 
 use fixbot_core::case::ConversationKey;
 use fixbot_core::engine::{Command, Input};
+use fixbot_core::handover::{UserInfo, find_reference};
 use fixbot_core::lang::Lang;
-use teloxide::types::{CallbackQueryId, ChatId, Message, MessageId, ThreadId, Update, UpdateKind, UserId};
+use teloxide::types::{CallbackQueryId, Chat, ChatId, Message, MessageId, ThreadId, Update, UpdateKind, User, UserId};
 
 /// Stands in for a photo, sticker or other message without text: it has no
 /// words, so the engine answers that it can only read text.
@@ -46,6 +49,8 @@ pub enum Incoming {
         place: Place,
         /// The language the user's Telegram app is set to (`from.language_code`).
         hint: Option<Lang>,
+        /// Who wrote, as staff see them if the case is handed over.
+        user: UserInfo,
     },
     /// A press on one of the bot's buttons.
     Press {
@@ -61,6 +66,19 @@ pub enum Incoming {
         message: MessageId,
         /// The language the user's Telegram app is set to.
         hint: Option<Lang>,
+        /// Who pressed, as staff see them if the case is handed over.
+        user: UserInfo,
+    },
+    /// A staff member's message in a case's thread of the staff chat.
+    Staff {
+        /// The staff member's own key, which orders their messages.
+        key: ConversationKey,
+        /// The case thread's lookup key.
+        thread: String,
+        /// The staff member's first name, as the user sees it.
+        name: String,
+        /// What they wrote.
+        text: String,
     },
 }
 
@@ -68,32 +86,73 @@ impl Incoming {
     /// The conversation the update belongs to.
     pub fn key(&self) -> &ConversationKey {
         match self {
-            Incoming::Message { key, .. } | Incoming::Press { key, .. } => key,
+            Incoming::Message { key, .. } | Incoming::Press { key, .. } | Incoming::Staff { key, .. } => key,
         }
     }
 }
 
-/// Reads an update; `None` for updates the bot ignores.
-pub fn read_update(update: &Update, me: &Me) -> Option<Incoming> {
+/// Reads an update; `None` for updates the bot ignores. Messages in
+/// `staff_chat` are staff's, never a user's case.
+pub fn read_update(update: &Update, me: &Me, staff_chat: Option<ChatId>) -> Option<Incoming> {
     match &update.kind {
+        UpdateKind::Message(message) if Some(message.chat.id) == staff_chat => read_staff(message, me),
         UpdateKind::Message(message) => read_message(message, me),
         UpdateKind::CallbackQuery(query) => {
             let message = query.message.as_ref()?;
             let thread = message.regular_message().and_then(topic);
-            let chat = message.chat().id;
+            let chat = message.chat();
+            if Some(chat.id) == staff_chat {
+                return None;
+            }
             Some(Incoming::Press {
-                key: key(chat, thread, query.from.id),
+                key: key(chat.id, thread, query.from.id),
                 query: query.id.clone(),
                 data: query.data.clone().unwrap_or_default(),
-                place: Place { chat, thread, reply_to: None },
+                place: Place { chat: chat.id, thread, reply_to: None },
                 message: message.id(),
                 hint: query.from.language_code.as_deref().and_then(Lang::from_hint),
+                user: user_info(&query.from, chat, message.id()),
             })
         }
         _ => None,
     }
 }
 
+/// A staff member's message: in a forum, the case is the topic's; in a
+/// group without topics, the one a reply to the bot's message names.
+/// Other bots, and messages that are not text, are not relayed.
+fn read_staff(message: &Message, me: &Me) -> Option<Incoming> {
+    let from = message.from.as_ref().filter(|user| !user.is_bot)?;
+    let text = message.text()?;
+    let chat = message.chat.id;
+    let thread = match topic(message) {
+        Some(ThreadId(MessageId(topic))) => format!("telegram:{}:{topic}", chat.0),
+        None => {
+            let replied = message
+                .reply_to_message()
+                .filter(|replied| replied.from.as_ref().is_some_and(|user| user.id == me.id))?;
+            format!("telegram:{}:#{}", chat.0, find_reference(replied.text()?)?)
+        }
+    };
+    Some(Incoming::Staff {
+        key: key(chat, topic(message), from.id),
+        thread,
+        name: from.first_name.clone(),
+        text: text.to_owned(),
+    })
+}
+
+/// How staff see a user: their name, @username and id, and a t.me link to
+/// the message where the chat is public.
+fn user_info(from: &User, chat: &Chat, message: MessageId) -> UserInfo {
+    let handle = match &from.username {
+        Some(username) => format!("{} (@{username}, id {})", from.full_name(), from.id),
+        None => format!("{} (id {})", from.full_name(), from.id),
+    };
+    let link =
+        chat.username().filter(|_| !chat.is_private()).map(|username| format!("https://t.me/{username}/{}", message.0));
+    UserInfo { handle, link }
+}
 fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
     let from = message.from.as_ref().filter(|user| !user.is_bot)?;
     let text = message.text().or_else(|| message.caption());
@@ -117,6 +176,7 @@ fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
         input,
         place: Place { chat: message.chat.id, thread, reply_to: (!private).then_some(message.id) },
         hint: from.language_code.as_deref().and_then(Lang::from_hint),
+        user: user_info(from, &message.chat, message.id),
     })
 }
 

@@ -2,12 +2,14 @@
 //! inputs and transitions into Bot API calls, and holds no troubleshooting
 //! logic. Updates arrive by long polling (one instance) or by webhook (any
 //! number of instances behind a load balancer); every update is applied once
-//! (its id is a store receipt), and every callback query is answered.
+//! (its id is a store receipt), and every callback query is answered. With a
+//! staff chat configured, it is also a staff desk (`staff.rs`).
 
 mod api;
 mod incoming;
 mod polling;
 mod render;
+mod staff;
 mod webhook;
 
 use std::collections::HashMap;
@@ -16,7 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fixbot_core::button::{ButtonCodec, ButtonError};
 use fixbot_core::case::ConversationKey;
+use fixbot_core::desk::{Handovers, StaffMessage, StaffOutcome};
 use fixbot_core::engine::{Input, Transition};
+use fixbot_core::handover::UserInfo;
 use fixbot_core::health::Health;
 use fixbot_core::lang::Lang;
 use fixbot_core::metrics::metrics;
@@ -61,6 +65,8 @@ pub struct TelegramConfig {
     pub request_timeout: Duration,
     /// Where the front-end reports whether it takes updates, as [`PART`].
     pub health: Health,
+    /// The staff group cases are handed to, when it is a staff desk.
+    pub staff_chat: Option<i64>,
 }
 
 impl TelegramConfig {
@@ -72,6 +78,7 @@ impl TelegramConfig {
             messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             health: Health::default(),
+            staff_chat: None,
         }
     }
 }
@@ -88,6 +95,14 @@ pub enum TelegramError {
     /// The HTTP client could not be built (its TLS roots, for one).
     #[error("telegram: cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// The staff chat could not be looked up (the bot is not in it, say).
+    #[error("telegram: the staff chat {chat}: {source}")]
+    StaffChat {
+        /// The configured chat id.
+        chat: i64,
+        /// What Telegram said.
+        source: RequestError,
+    },
 }
 
 impl TelegramError {
@@ -95,7 +110,7 @@ impl TelegramError {
     /// rather than Telegram refusing (a wrong token), which no retry changes.
     pub fn is_transient(&self) -> bool {
         match self {
-            TelegramError::Request(error) => api::is_transient(error),
+            TelegramError::Request(error) | TelegramError::StaffChat { source: error, .. } => api::is_transient(error),
             TelegramError::Client(_) => false,
         }
     }
@@ -118,6 +133,10 @@ struct Telegram<S> {
     /// be removed once the case moves on. Lost on restart, which is fine:
     /// presses on old buttons are refused as stale anyway.
     prompts: Mutex<HashMap<ConversationKey, (ChatId, MessageId)>>,
+    /// Where handed-over cases go and staff answers come from, when any desk is configured.
+    handovers: Option<Arc<Handovers<S>>>,
+    /// The staff chat, when this front-end is a staff desk.
+    staff: Option<staff::StaffChat>,
 }
 
 /// A connected front-end, ready to take updates by polling or by webhook.
@@ -137,6 +156,18 @@ pub async fn connect<S: Store + 'static>(
     session: Arc<Session<S>>,
     codec: ButtonCodec,
 ) -> Result<Frontend<S>, TelegramError> {
+    connect_with(config, session, codec, None).await
+}
+
+/// Like [`connect`], taking part in hand-overs: the front-end reaches its
+/// users for `handovers`, and with `config.staff_chat` set it is a staff
+/// desk too, which is why that chat is looked up here.
+pub async fn connect_with<S: Store + 'static>(
+    config: TelegramConfig,
+    session: Arc<Session<S>>,
+    codec: ButtonCodec,
+    handovers: Option<Arc<Handovers<S>>>,
+) -> Result<Frontend<S>, TelegramError> {
     let client = teloxide::net::default_reqwest_settings().timeout(config.request_timeout).build()?;
     let mut bot = Bot::with_client(config.token, client);
     if let Some(url) = config.api_url {
@@ -144,6 +175,12 @@ pub async fn connect<S: Store + 'static>(
     }
     let me = bot.get_me().await?;
     let me = Me { id: me.user.id, username: me.username().to_owned() };
+    let staff = match (config.staff_chat, &handovers) {
+        (Some(chat), Some(_)) => {
+            Some(staff::find_staff_chat(&bot, chat).await.map_err(|source| TelegramError::StaffChat { chat, source })?)
+        }
+        _ => None,
+    };
     register_commands(&bot, &session).await;
     let telegram = Telegram {
         me,
@@ -154,8 +191,18 @@ pub async fn connect<S: Store + 'static>(
         edits: Pacer::new(config.messages_per_second),
         health: config.health,
         prompts: Mutex::new(HashMap::new()),
+        handovers: handovers.clone(),
+        staff,
     };
-    Ok(Frontend { telegram: Arc::new(telegram) })
+    let telegram = Arc::new(telegram);
+    if let Some(handovers) = handovers {
+        handovers.add_line(PART, Arc::new(staff::TelegramLine { telegram: Arc::downgrade(&telegram) }));
+        if let Some(staff) = telegram.staff {
+            tracing::info!(chat = staff.chat.0, forum = staff.forum, "telegram staff chat takes hand-overs");
+            handovers.add_desk(Arc::new(staff::TelegramDesk { telegram: Arc::downgrade(&telegram), staff }));
+        }
+    }
+    Ok(Frontend { telegram })
 }
 
 impl<S: Store + 'static> Frontend<S> {
@@ -192,7 +239,7 @@ impl<S: Store + 'static> Frontend<S> {
     /// `false` when its answer could not be sent for a reason that may pass
     /// (network, Telegram's 5xx); the update should then be delivered again.
     async fn handle_update(&self, update: Update) -> bool {
-        match read_update(&update, &self.telegram.me) {
+        match read_update(&update, &self.telegram.me, self.telegram.staff_chat()) {
             Some(incoming) => self.telegram.handle(update.id.0, incoming).await,
             None => true,
         }
@@ -220,6 +267,13 @@ async fn register_commands<S: Store>(bot: &Bot, session: &Session<S>) {
     }
 }
 
+impl<S> Telegram<S> {
+    /// The staff chat's id, when this front-end is a staff desk.
+    fn staff_chat(&self) -> Option<ChatId> {
+        self.staff.map(|staff| staff.chat)
+    }
+}
+
 impl<S: Store + 'static> Telegram<S> {
     /// Handles one update and sends its answer; `false` when the answer
     /// could not be sent and may be on a later delivery of the update.
@@ -233,13 +287,24 @@ impl<S: Store + 'static> Telegram<S> {
     async fn answer(&self, update_id: u32, incoming: Incoming) -> bool {
         let receipt = format!("telegram:{update_id}");
         let sent = match incoming {
-            Incoming::Message { key, input, place, hint } => match self.apply(&key, input, &receipt, place, hint).await
-            {
-                Some(transition) => self.deliver(&key, place, &transition, None).await,
-                None => return true,
-            },
-            Incoming::Press { key, query, data, place, message, hint } => {
-                self.press(&key, query, &data, place, message, &receipt, hint).await
+            Incoming::Message { key, input, place, hint, user } => {
+                match self.apply(&key, input, &receipt, place, hint).await {
+                    Some(transition) => {
+                        let sent = self.deliver(&key, place, &transition, None).await;
+                        self.follow(&key, &transition, &user).await;
+                        sent
+                    }
+                    None => return true,
+                }
+            }
+            Incoming::Press { key, query, data, place, message, hint, user } => {
+                self.press(&key, query, &data, place, message, &receipt, hint, &user).await
+            }
+            Incoming::Staff { thread, name, text, .. } => {
+                let Some(handovers) = &self.handovers else { return true };
+                let message = StaffMessage { name, text };
+                // Relayed and confirmed by the desk; an unrelated thread is ignored.
+                return handovers.staff_message(&thread, message, Some(&receipt), now()).await != StaffOutcome::Unsent;
             }
         };
         if !sent {
@@ -250,6 +315,14 @@ impl<S: Store + 'static> Telegram<S> {
             tracing::warn!(%error, "recording a telegram answer as sent failed");
         }
         true
+    }
+
+    /// Carries out what a transition asks of staff (a hand-over, a message
+    /// for them), once the user has their answer.
+    async fn follow(&self, key: &ConversationKey, transition: &Transition, user: &UserInfo) {
+        if let Some(handovers) = &self.handovers {
+            handovers.follow(key, transition, user, now()).await;
+        }
     }
 
     // The fields of `Incoming::Press`, taken apart by `answer`.
@@ -263,6 +336,7 @@ impl<S: Store + 'static> Telegram<S> {
         message: MessageId,
         receipt: &str,
         hint: Option<Lang>,
+        user: &UserInfo,
     ) -> bool {
         let flows = self.session.flows();
         let messages = &flows.bot().messages;
@@ -287,7 +361,11 @@ impl<S: Store + 'static> Telegram<S> {
             tracing::warn!(%error, "telegram answerCallbackQuery failed");
         }
         match transition.filter(|transition| transition.notice.is_none()) {
-            Some(transition) => self.deliver(key, place, &transition, Some(message)).await,
+            Some(transition) => {
+                let sent = self.deliver(key, place, &transition, Some(message)).await;
+                self.follow(key, &transition, user).await;
+                sent
+            }
             None => true,
         }
     }

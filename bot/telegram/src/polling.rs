@@ -80,7 +80,9 @@ impl<S: Store + 'static> Dispatch<S> {
             }
             self.next = id + 1;
             fresh += 1;
-            let Some(incoming) = read_update(&update, &self.telegram.me) else { continue };
+            let Some(incoming) = read_update(&update, &self.telegram.me, self.telegram.staff_chat()) else {
+                continue;
+            };
             self.in_flight.insert(id);
             let key = incoming.key().clone();
             let worker = self.workers.entry(key.clone()).or_insert_with(|| {

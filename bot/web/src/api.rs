@@ -130,7 +130,7 @@ pub async fn send<S: Store + 'static>(
     let forget = match &input {
         Input::Command(command) => *command == Command::Forget,
         Input::Text(text) => Command::parse(text) == Some(Command::Forget),
-        Input::Button(_) => false,
+        Input::Button(_) | Input::Staff(_) => false,
     };
     let transition = match web.session.handle(&key, input, now()).await {
         Ok(transition) => transition,

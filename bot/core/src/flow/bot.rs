@@ -149,6 +149,8 @@ string_table! {
         command_language,
         /// Discord: the description of `/language`'s option.
         command_language_option,
+        /// Staff desks: the link in a case packet back to the user's conversation.
+        packet_link,
     }
 }
 
@@ -242,6 +244,29 @@ string_table! {
         /// The answer to `/language` without a language fixbot speaks: the
         /// ones it does, one per line. Slot: `{languages}`.
         language_list,
+        /// Said to the user when the case goes to a person at a staff desk.
+        with_person,
+        /// Said when a user comes back to a case that is with a person.
+        with_staff,
+        /// How a staff member's message reads to the user. Slots: `{name}`, `{text}`.
+        staff_says,
+        /// Said to the user when staff close the case. Slot: `{name}`.
+        staff_closed,
+        /// Said when no staff desk could take the case.
+        staff_unreachable,
+        /// The case packet staff read in the case's thread. Slots: `{reference}`,
+        /// `{user}`, `{platform}`, `{title}`, `{symptom}`, `{score}`, `{phone}`,
+        /// `{captures}`, `{steps}`, `{paste}`. Keep `#{reference}`: in a Telegram
+        /// group without topics, a reply finds its case by it.
+        packet,
+        /// Under the packet: how staff answer and close.
+        packet_footer,
+        /// A user's message relayed to staff. Slots: `{user}`, `{reference}`, `{text}`.
+        staff_relay,
+        /// Told to staff when the user closes the case. Slots: `{reference}`, `{user}`.
+        staff_user_closed,
+        /// Told to staff when one of them closes the case. Slots: `{reference}`, `{name}`.
+        staff_case_closed,
     }
 }
 

@@ -130,4 +130,10 @@ impl Store for MemoryStore {
         idle.truncate(limit);
         Ok(idle)
     }
+
+    async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
+        let inner = self.lock();
+        let found = inner.cases.iter().find(|(_, stored)| stored.case.staff_thread() == Some(thread));
+        Ok(found.map(|(key, stored)| (key.clone(), stored.clone())))
+    }
 }

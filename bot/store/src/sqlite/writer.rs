@@ -25,8 +25,8 @@ const MAX_BATCH: usize = 1024;
 pub(super) struct Commit {
     pub key: ConversationKey,
     pub expected: Option<u64>,
-    /// The case's JSON and its `updated_at`, or `None` to remove it.
-    pub case: Option<(String, i64)>,
+    /// The case's JSON, its `updated_at` and its staff thread, or `None` to remove it.
+    pub case: Option<(String, i64, Option<String>)>,
     pub outcomes: Vec<OutcomeRecord>,
     /// The receipt: id, time, subject and pending delivery.
     pub receipt: Option<(String, i64, u64, String)>,
@@ -198,12 +198,12 @@ async fn apply(
         }
         let key = &commit.key;
         let version = match (&commit.case, stored) {
-            (Some((state, updated_at)), None) => {
-                inserts.push(json!([key.platform, key.chat, key.thread, key.user, updated_at, state]));
+            (Some((state, updated_at, staff)), None) => {
+                inserts.push(json!([key.platform, key.chat, key.thread, key.user, updated_at, state, staff]));
                 Some(1)
             }
-            (Some((state, updated_at)), Some(version)) => {
-                updates.push(json!([key.platform, key.chat, key.thread, key.user, updated_at, state]));
+            (Some((state, updated_at, staff)), Some(version)) => {
+                updates.push(json!([key.platform, key.chat, key.thread, key.user, updated_at, state, staff]));
                 Some(version + 1)
             }
             (None, Some(_)) => {
@@ -233,16 +233,19 @@ async fn apply(
             receipts,
         ),
         (
-            "INSERT INTO cases (platform, chat, thread, user, version, updated_at, state)
+            "INSERT INTO cases (platform, chat, thread, user, version, updated_at, state, staff_thread)
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-             json_extract(value, '$[3]'), 1, json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?1)",
+             json_extract(value, '$[3]'), 1, json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+             json_extract(value, '$[6]') FROM json_each(?1)",
             inserts,
         ),
         (
-            "UPDATE cases SET version = version + 1, updated_at = u.updated_at, state = u.state
+            "UPDATE cases SET version = version + 1, updated_at = u.updated_at, state = u.state,
+             staff_thread = u.staff_thread
              FROM (SELECT json_extract(value, '$[0]') AS platform, json_extract(value, '$[1]') AS chat,
                    json_extract(value, '$[2]') AS thread, json_extract(value, '$[3]') AS user,
-                   json_extract(value, '$[4]') AS updated_at, json_extract(value, '$[5]') AS state
+                   json_extract(value, '$[4]') AS updated_at, json_extract(value, '$[5]') AS state,
+                   json_extract(value, '$[6]') AS staff_thread
                    FROM json_each(?1)) AS u
              WHERE cases.platform = u.platform AND cases.chat = u.chat AND cases.thread = u.thread
              AND cases.user = u.user",
