@@ -15,7 +15,7 @@ impl Run<'_> {
     /// them and never advances the flow; only `/stop` and `/restart` act,
     /// since words like "back" or "yes" are conversation with a person.
     pub(super) fn input_with_staff(&mut self, input: Input) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         match input {
             Input::Button(_) => self.notice = Some(messages.stale_button.render().to_plain()),
             Input::Command(command) => self.command_with_staff(command),
@@ -45,7 +45,7 @@ impl Run<'_> {
     }
 
     fn command_with_staff(&mut self, command: Command) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         match command {
             Command::Stop => {
                 self.tell_staff(StaffNote::UserClosed);
@@ -70,7 +70,7 @@ impl Run<'_> {
 
     /// Something staff did: the thread opened, a reply, a close.
     pub(super) fn staff(&mut self, input: StaffInput) {
-        let messages = &self.flows.bot().messages;
+        let messages = &self.bot().messages;
         if !self.with_staff() {
             // The case closed in the meantime; the caller sees no case.
             return;

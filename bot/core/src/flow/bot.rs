@@ -441,6 +441,18 @@ pub struct Bot {
     pub(crate) sources: BTreeMap<String, String>,
 }
 
+/// Strings only staff read (the case packet and the notes in a case's staff
+/// thread): they stay in English, the staff's language, whatever the user's,
+/// so they are not offered for translation.
+const STAFF_FACING: &[&str] = &[
+    "labels.packet_link",
+    "messages.packet",
+    "messages.packet_footer",
+    "messages.staff_relay",
+    "messages.staff_user_closed",
+    "messages.staff_case_closed",
+];
+
 /// fixbot's own words (`flows/_bot.yaml`): every sentence the bot says
 /// outside a flow step, its button labels, the words people type to navigate,
 /// and the matching thresholds. Run `fixbot check` after every change.
@@ -583,7 +595,10 @@ impl Bot {
         ];
         for (section, texts) in sections {
             for (key, text) in texts {
-                sources.insert(format!("{section}.{key}"), text.to_owned());
+                let name = format!("{section}.{key}");
+                if !STAFF_FACING.contains(&name.as_str()) {
+                    sources.insert(name, text.to_owned());
+                }
             }
         }
         let labels = Labels::from_raw(raw.labels, problems);
