@@ -244,12 +244,27 @@ async fn a_telegram_case_is_answered_in_a_forum_topic() {
     tokio::time::sleep(QUIET).await;
     assert_eq!(fake.sent_count(10), 5, "nothing from unrelated threads reaches the user");
 
+    // /why: staff get the explanation in the topic; the user sees nothing of it.
+    fake.text(in_topic, alex, "/why");
+    let why = sent_to(&fake, STAFF, 4).await[3].clone();
+    assert_eq!(why.thread, Some(topic));
+    for expected in [
+        "Why this case went as it did",
+        "Symptom: Cloud storage is full",
+        "Patterns that fired on the opening message:",
+        "Path:\n• Cloud storage is full / compare_space → not_fixed",
+    ] {
+        assert!(why.plain.contains(expected), "{expected:?} is not in the answer to /why:\n{}", why.plain);
+    }
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(fake.sent_count(10), 5, "/why is for staff only");
+
     // /close: the user is told, staff see it done, and the next message starts afresh.
     fake.text(in_topic, alex, "/close");
     let closed = sent_to(&fake, 10, 6).await[5].plain.clone();
     assert!(closed.contains("User99 from the support team closed this case"), "{closed}");
     assert!(closed.contains("new message"), "{closed}");
-    let done = sent_to(&fake, STAFF, 4).await[3].clone();
+    let done = sent_to(&fake, STAFF, 5).await[4].clone();
     assert_eq!((done.thread, done.plain.contains("closed by User99")), (Some(topic), true), "{}", done.plain);
     assert!(session.store().get(&key).await.unwrap().is_none());
     assert!(session.store().find_by_staff_thread(&thread).await.unwrap().is_none());

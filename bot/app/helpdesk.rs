@@ -120,6 +120,10 @@ pub fn note_event(note: &DeskNote) -> Value {
             event["by"] = json!("staff");
             event["name"] = json!(name);
         }
+        StaffNote::Why(explanation) => {
+            event["event"] = json!("why");
+            event["text"] = json!(explanation.to_plain());
+        }
     }
     event
 }

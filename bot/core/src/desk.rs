@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::case::{ConversationKey, StaffThread};
 use crate::engine::{Input, Transition};
-use crate::handover::{DeskNote, Packet, StaffInput, StaffNote, ToStaff, UserInfo, is_close};
+use crate::handover::{DeskNote, Packet, StaffInput, StaffNote, ToStaff, UserInfo, is_command};
 use crate::metrics::metrics;
 use crate::session::{KeyLocks, Session};
 use crate::store::Store;
@@ -270,8 +270,8 @@ impl<S: Store> Handovers<S> {
     }
 
     /// Handles a staff member's message in staff thread `thread` (a
-    /// [`StaffThread::id`]): relays it to the case's user, or closes the
-    /// case on `/close`. `receipt` is the platform update's id, so a
+    /// [`StaffThread::id`]): relays it to the case's user, closes the case
+    /// on `/close`, or answers `/why` in the thread. `receipt` is the platform update's id, so a
     /// redelivered update is relayed once.
     pub async fn staff_message(
         &self,
@@ -287,8 +287,16 @@ impl<S: Store> Handovers<S> {
                 return StaffOutcome::Unsent;
             }
         };
-        let Some((key, _)) = found else { return StaffOutcome::NoCase };
-        let input = if is_close(&message.text) {
+        let Some((key, stored)) = found else { return StaffOutcome::NoCase };
+        if is_command(&message.text, "why") {
+            // Answered in the thread, from the stored case; nothing changes.
+            let explanation = crate::why::explain(&self.session.flows(), &stored.case);
+            if let Some(thread) = stored.case.staff.as_ref().and_then(|staff| staff.thread.as_ref()) {
+                self.post(thread, StaffNote::Why(explanation), &stored.case.reference(), None, now).await;
+            }
+            return StaffOutcome::Answered;
+        }
+        let input = if is_command(&message.text, "close") {
             StaffInput::Close { name: message.name }
         } else {
             StaffInput::Reply { name: message.name, text: message.text }

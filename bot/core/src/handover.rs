@@ -59,6 +59,9 @@ pub enum StaffNote {
     UserClosed,
     /// This staff member closed the case, and the user was told.
     StaffClosed(String),
+    /// The answer to `/why` in the case's thread ([`crate::why::explain`]):
+    /// for staff only, the user sees nothing of it.
+    Why(Markup),
 }
 
 /// How staff recognise the person a case belongs to.
@@ -191,18 +194,19 @@ impl DeskNote {
             StaffNote::StaffClosed(name) => {
                 messages.staff_case_closed.fill(&values(&[("reference", reference), ("name", name)]))
             }
+            StaffNote::Why(explanation) => explanation.clone(),
         };
         DeskNote { reference: reference.to_owned(), note, body, at }
     }
 }
 
-/// Whether a staff member's message closes the case: `/close`, or
-/// `/close@botname` as Telegram groups write commands.
-pub fn is_close(text: &str) -> bool {
+/// Whether a staff member's message is the command `name` (`close`, `why`):
+/// `/name`, or `/name@botname` as Telegram groups write commands.
+pub fn is_command(text: &str, name: &str) -> bool {
     let Some(word) = text.trim().strip_prefix('/').and_then(|rest| rest.split_whitespace().next()) else {
         return false;
     };
-    word.split('@').next().is_some_and(|name| name.eq_ignore_ascii_case("close"))
+    word.split('@').next().is_some_and(|word| word.eq_ignore_ascii_case(name))
 }
 
 /// Finds a case reference (`#` and eight hex digits) in a message staff
@@ -226,11 +230,12 @@ mod tests {
 
     #[test]
     fn close_is_a_command_in_any_case_with_or_without_the_bot() {
-        assert!(is_close("/close"));
-        assert!(is_close(" /Close@fixbot_bot thanks"));
-        assert!(!is_close("close"));
-        assert!(!is_close("/closet"));
-        assert!(!is_close("please /close"));
+        assert!(is_command("/close", "close"));
+        assert!(is_command(" /Close@fixbot_bot thanks", "close"));
+        assert!(is_command("/why", "why"));
+        assert!(!is_command("close", "close"));
+        assert!(!is_command("/closet", "close"));
+        assert!(!is_command("please /close", "close"));
     }
 
     #[test]
