@@ -142,6 +142,7 @@ struct File {
     discord: DiscordFile,
     #[serde(default)]
     web: WebFile,
+    #[serde(default)]
     staff: StaffFile,
 }
 
