@@ -332,3 +332,25 @@ async fn fixbot_serve_mounts_the_web_chat_when_enabled() {
     let started = client.post(format!("http://{address}/api/v1/conversations")).send().await.unwrap();
     assert_eq!(started.status(), 201);
 }
+
+#[tokio::test]
+async fn the_browsers_language_picks_the_language_of_a_new_case() {
+    let chat = Chat::start(WebConfig::default(), None).await;
+    let token = chat.conversation().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/messages", chat.base))
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept-language", "fr-FR,fr;q=0.9,en;q=0.5")
+        .json(&json!({ "text": PASTE }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let said = bot_text(&response.json().await.unwrap());
+    assert!(said.contains("On dirait qu'il s'agit de ceci"), "a French browser gets French: {said}");
+
+    // Without the header, the English paste opens an English case.
+    let token = chat.conversation().await;
+    let said = bot_text(&chat.send(&token, json!({ "text": PASTE })).await);
+    assert!(said.contains("It looks like this"), "{said}");
+}

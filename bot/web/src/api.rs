@@ -16,6 +16,7 @@ use fixbot_core::case::ConversationKey;
 use fixbot_core::command::Command;
 use fixbot_core::engine::Input;
 use fixbot_core::flood::Allowance;
+use fixbot_core::lang::Lang;
 use fixbot_core::markup::Markup;
 use fixbot_core::metrics::metrics;
 use fixbot_core::redact::redact;
@@ -132,7 +133,9 @@ pub async fn send<S: Store + 'static>(
         Input::Text(text) => Command::parse(text) == Some(Command::Forget),
         Input::Button(_) | Input::Staff(_) => false,
     };
-    let transition = match web.session.handle(&key, input, now()).await {
+    // The browser's language, for a case that opens now.
+    let hint = headers.get(header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok()).and_then(Lang::from_hint);
+    let transition = match web.session.handle_in(&key, input, now(), hint).await {
         Ok(transition) => transition,
         Err(error) => {
             tracing::error!(%error, "handling a web message failed");
