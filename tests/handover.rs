@@ -609,3 +609,64 @@ async fn the_webhook_desk_gets_each_event_once_through_an_outage_and_answers_bac
     }
     drop(server);
 }
+
+#[tokio::test]
+async fn a_web_visitor_is_handed_over_and_answered_through_the_webhook_desk() {
+    let (receiver, url) = Receiver::start(0).await;
+    let listen = free_address().to_string();
+    let _server = spawn_serve(
+        "memory:",
+        &["--listen", &listen],
+        &[
+            ("FIXBOT_WEB_ENABLED", "true"),
+            ("FIXBOT_STAFF_WEBHOOK_URL", &url),
+            ("FIXBOT_STAFF_WEBHOOK_SECRET", "desk-secret_2"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + WAIT;
+    let token = loop {
+        match client.post(format!("{base}/api/v1/conversations")).send().await {
+            Ok(response) if response.status() == 201 => {
+                break response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+            }
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("the web chat did not come up: {other:?}"),
+        }
+    };
+    let send = |body: Value| client.post(format!("{base}/api/v1/messages")).bearer_auth(&token).json(&body).send();
+    assert_eq!(send(json!({ "text": ICLOUD_FULL })).await.unwrap().status(), 200);
+    let told: Value = send(json!({ "command": "human" })).await.unwrap().json().await.unwrap();
+    assert!(told.to_string().contains("will answer you right here"), "{told}");
+
+    // The desk gets the packet, naming the visitor without their key.
+    let packet = receiver.wait_taken(1).await[0].clone();
+    assert_eq!(packet["event"], "handover");
+    assert_eq!(packet["user"]["platform"], "web");
+    let handle = packet["user"]["handle"].as_str().unwrap();
+    assert!(handle.starts_with("web visitor ") && !handle.contains(&token), "{handle}");
+    let reference = packet["case"].as_str().unwrap().to_owned();
+
+    // Staff answer; the visitor's long poll brings it.
+    let reply = client
+        .post(format!("{base}/handover/{reference}/reply"))
+        .bearer_auth("desk-secret_2")
+        .json(&json!({"name": "Alex", "text": "Try again over Wi-Fi.", "id": "w-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let cursor = told["cursor"].as_u64().unwrap();
+    let polled: Value = client
+        .get(format!("{base}/api/v1/events?after={cursor}&wait=10"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let said = polled["events"].to_string();
+    assert!(said.contains("Alex (staff):") && said.contains("Try again over Wi-Fi."), "{polled}");
+}

@@ -43,8 +43,14 @@ impl Chat {
             session = session.with_rate_limit(limit);
         }
         let (stop, stopping) = watch::channel(false);
-        let router =
-            fixbot_web::router(Arc::new(session), ButtonCodec::new(b"buttons"), b"conversation keys", config, stopping);
+        let router = fixbot_web::router(
+            Arc::new(session),
+            ButtonCodec::new(b"buttons"),
+            b"conversation keys",
+            config,
+            stopping,
+            None,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });

@@ -101,7 +101,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
     };
     if let (Some(config), Some(secret)) = (settings.web, web_secret) {
-        let router = fixbot_web::router(session.clone(), codec.clone(), secret.as_bytes(), config, stopping.clone());
+        let router = fixbot_web::router(
+            session.clone(),
+            codec.clone(),
+            secret.as_bytes(),
+            config,
+            stopping.clone(),
+            handovers.clone(),
+        );
         http.mount(router);
         tracing::info!(%address, "serving the web chat at /");
     }

@@ -4,6 +4,7 @@
 //! event the page has not seen (after a reload, or from another tab).
 //! Errors are JSON `{"error": "…"}` in words a visitor can act on.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -11,11 +12,13 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fixbot_core::button::ButtonError;
+use fixbot_core::button::{ButtonCodec, ButtonError};
 use fixbot_core::case::ConversationKey;
 use fixbot_core::command::Command;
-use fixbot_core::engine::Input;
+use fixbot_core::desk::{BoxFuture, UserLine};
+use fixbot_core::engine::{Input, Transition};
 use fixbot_core::flood::Allowance;
+use fixbot_core::handover::UserInfo;
 use fixbot_core::lang::Lang;
 use fixbot_core::markup::Markup;
 use fixbot_core::metrics::metrics;
@@ -24,7 +27,7 @@ use fixbot_core::store::Store;
 use fixbot_core::text::truncate;
 use serde::{Deserialize, Serialize};
 
-use crate::outbox::{Choice, Event, Speaker};
+use crate::outbox::{Choice, Event, Outbox, Speaker};
 use crate::{PART, Shared, Web};
 
 /// Characters of a visitor's own text shown back to them.
@@ -149,19 +152,51 @@ pub async fn send<S: Store + 'static>(
     } else if let Some(echo) = echo {
         said.push((Speaker::Visitor, Markup::plain(echo), Vec::new()));
     }
-    if let Some(notice) = &transition.notice {
-        said.push((Speaker::Bot, Markup::plain(notice.clone()), Vec::new()));
+    said.extend(bot_said(&web.codec, &key, &transition));
+    let response = answer(&web, &user, said, arrived);
+    // After the answer is in the outbox: what staff send back comes after it.
+    if let Some(handovers) = &web.handovers {
+        let visitor = UserInfo { handle: format!("web visitor {}", &user[..user.len().min(8)]), link: None };
+        handovers.follow(&key, &transition, &visitor, now()).await;
     }
-    for reply in &transition.replies {
+    response
+}
+
+/// What the bot says in `transition`, as outbox entries: the notice, then
+/// each reply with its choices sealed for conversation `key`.
+fn bot_said(
+    codec: &ButtonCodec,
+    key: &ConversationKey,
+    transition: &Transition,
+) -> Vec<(Speaker, Markup, Vec<Choice>)> {
+    let notice = transition.notice.iter().map(|notice| (Speaker::Bot, Markup::plain(notice.clone()), Vec::new()));
+    let replies = transition.replies.iter().map(|reply| {
         let choices = (reply.choices.iter().enumerate())
-            .map(|(index, label)| Choice {
-                label: label.clone(),
-                reference: web.codec.encode(&key, reply.button(index)),
-            })
+            .map(|(index, label)| Choice { label: label.clone(), reference: codec.encode(key, reply.button(index)) })
             .collect();
-        said.push((Speaker::Bot, reply.body.clone(), choices));
+        (Speaker::Bot, reply.body.clone(), choices)
+    });
+    notice.chain(replies).collect()
+}
+
+/// How staff reach web visitors: what a case's transition says (a staff
+/// member's words, the case closed) goes to the visitor's outbox, where the
+/// page's long poll picks it up.
+pub struct StaffLine {
+    pub outbox: Arc<Outbox>,
+    pub codec: ButtonCodec,
+}
+
+impl UserLine for StaffLine {
+    fn deliver<'a>(&'a self, key: &'a ConversationKey, transition: &'a Transition) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let said = bot_said(&self.codec, key, transition);
+            let replies = said.len() as u64;
+            self.outbox.push(&key.user, said);
+            metrics().messages_sent.with_label_values(&[PART]).inc_by(replies);
+            true
+        })
     }
-    answer(&web, &user, said, arrived)
 }
 
 /// `GET /api/v1/events?after=N&wait=S`: the events after cursor `N`,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 use fixbot_core::button::ButtonCodec;
+use fixbot_core::desk::Handovers;
 use fixbot_core::flood::{Flood, RateLimit};
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
@@ -87,7 +88,10 @@ struct Web<S> {
     session: Arc<Session<S>>,
     codec: ButtonCodec,
     tokens: Tokens,
-    outbox: outbox::Outbox,
+    /// Shared with the staff line, which adds what staff say.
+    outbox: Arc<outbox::Outbox>,
+    /// Where cases handed to a person go, when staff desks are configured.
+    handovers: Option<Arc<Handovers<S>>>,
     /// Limits new conversations, which would otherwise sidestep the
     /// per-person limit by starting afresh.
     starts: Flood,
@@ -122,18 +126,27 @@ pub fn paths() -> Vec<(&'static str, &'static str)> {
 /// `codec` seals answer buttons as on the other front-ends; `secret` seals
 /// conversation keys (share it between instances on one store). Long polls
 /// end early once `stopping` turns true.
+/// The web front-end's routes. With `handovers`, a case a visitor hands to
+/// a person goes to the staff desks, and staff answers come back here.
 pub fn router<S: Store + 'static>(
     session: Arc<Session<S>>,
     codec: ButtonCodec,
     secret: &[u8],
     config: WebConfig,
     stopping: tokio::sync::watch::Receiver<bool>,
+    handovers: Option<Arc<Handovers<S>>>,
 ) -> Router {
+    let outbox = Arc::new(outbox::Outbox::default());
+    if let Some(handovers) = &handovers {
+        // Staff answers and closes reach a web visitor through their outbox.
+        handovers.add_line(PART, Arc::new(api::StaffLine { outbox: outbox.clone(), codec: codec.clone() }));
+    }
     let web = Arc::new(Web {
         session,
         codec,
         tokens: Tokens::new(secret),
-        outbox: outbox::Outbox::default(),
+        outbox,
+        handovers,
         starts: Flood::new(config.new_conversations),
         config,
         stopping,
