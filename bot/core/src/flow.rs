@@ -219,8 +219,20 @@ impl Problems {
         self.file = file.to_path_buf();
     }
 
+    /// Records a problem. Messages quote what the author wrote, which may
+    /// hold line breaks (a multi-line example, a quoted id); those are
+    /// written as `\n` so each problem stays one `file:line: reason` line.
     fn push(&mut self, line: u64, message: impl Into<String>) {
-        self.all.push(Problem { file: self.file.clone(), line, message: message.into() });
+        let message = message.into();
+        let message = if message.contains(char::is_control) {
+            message
+                .chars()
+                .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+                .collect()
+        } else {
+            message
+        };
+        self.all.push(Problem { file: self.file.clone(), line, message });
     }
 
     fn count(&self) -> usize {

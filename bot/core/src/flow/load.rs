@@ -130,7 +130,6 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         problems.set_file(&dir);
         problems.push(0, "there are no flow files (`<id>.yaml`)");
     }
-
     // Every flow file counts as existing, parsed or not, so one broken file
     // does not make each goto to it look dangling as well.
     let ids: HashSet<&str> = sources
@@ -432,4 +431,39 @@ fn is_id(text: &str) -> bool {
 /// FNV-1a: a stable hash for flow versions (std's hasher may change between releases).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOT: &str = include_str!("../../../../flows/_bot.yaml");
+
+    /// The shipped `_bot.yaml` and `count` small flows, `f00.yaml` on.
+    fn sources(count: usize) -> Vec<Source> {
+        let mut sources = vec![Source { path: PathBuf::from("flows/_bot.yaml"), text: BOT.to_owned() }];
+        for index in 0..count {
+            let text = format!(
+                "title: Flow {index}\nsummary: Flow {index}.\nmatch:\n  - regex: 'word{index:02}x'\n    weight: 10\nsteps:\n  - id: only\n    text: Try it.\n"
+            );
+            sources.push(Source { path: PathBuf::from(format!("flows/f{index:02}.yaml")), text });
+        }
+        sources
+    }
+
+    /// A reason quoting author text with a line break in it (a multi-line
+    /// example, an id or goto in quotes) spanned lines, breaking the
+    /// `file:line: reason` lines of `fixbot check`. Issue 7, found by the
+    /// `flow_load` fuzz target's `check_problems`.
+    #[test]
+    fn every_problem_is_one_line() {
+        let text = "title: Demo\nsummary: A demo.\nmatch:\n  - regex: 'zzqq'\n    weight: 10\nexamples:\n  match:\n    - |\n      first line\n      second line\nsteps:\n  - id: \"a\\nb\"\n    text: Try it.\n    choices:\n      - label: x\n        goto: \"no\\twhere\"\n";
+        let mut all = sources(0);
+        all.push(Source { path: PathBuf::from("flows/demo.yaml"), text: text.to_owned() });
+        let errors = from_sources(all).unwrap_err();
+        let reasons: Vec<&str> = errors.0.iter().map(|problem| problem.message.as_str()).collect();
+        assert!(reasons.iter().all(|reason| !reason.contains(['\n', '\r', '\t'])), "{reasons:#?}");
+        assert!(reasons.iter().any(|reason| reason.starts_with("step id `a\\nb`")), "{reasons:#?}");
+        assert!(reasons.iter().any(|reason| reason.starts_with("goto `no\\twhere`")), "{reasons:#?}");
+    }
 }
