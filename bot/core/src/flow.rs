@@ -23,6 +23,9 @@ pub const MAX_LABEL_CHARS: usize = 80;
 /// Most choices one step may offer: Discord shows at most 25 buttons, and a
 /// person reading on a phone wants far fewer.
 pub const MAX_CHOICES: usize = 16;
+/// Most buttons one message may carry on every platform: Discord's five rows
+/// of five. The list of symptoms is the one menu whose length content sets.
+pub const MAX_BUTTONS: usize = 25;
 
 /// Which kind of phone a case is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

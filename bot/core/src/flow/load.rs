@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::bot::{Bot, RawBot, to_label, to_template};
 use super::raw::{RawChoice, RawFlow, RawStep};
-use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_CHOICES, Problems, Step};
+use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_BUTTONS, MAX_CHOICES, Problems, Step};
 use crate::flow::Platform;
 use crate::markup::Template;
 use crate::matcher::{Matcher, Owner, PatternSpec, Verdict, check_pattern};
@@ -130,6 +130,19 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         problems.set_file(&dir);
         problems.push(0, "there are no flow files (`<id>.yaml`)");
     }
+    // The list of symptoms offers every flow and a person on one message.
+    if parsed.len() + 1 > MAX_BUTTONS {
+        problems.set_file(&dir);
+        problems.push(
+            0,
+            format!(
+                "there are {} flows, at most {} fit: the list of symptoms shows a button for each and one for a person, and Discord shows at most {MAX_BUTTONS} buttons under a message",
+                parsed.len(),
+                MAX_BUTTONS - 1
+            ),
+        );
+    }
+
     // Every flow file counts as existing, parsed or not, so one broken file
     // does not make each goto to it look dangling as well.
     let ids: HashSet<&str> = sources
@@ -465,5 +478,16 @@ mod tests {
         assert!(reasons.iter().all(|reason| !reason.contains(['\n', '\r', '\t'])), "{reasons:#?}");
         assert!(reasons.iter().any(|reason| reason.starts_with("step id `a\\nb`")), "{reasons:#?}");
         assert!(reasons.iter().any(|reason| reason.starts_with("goto `no\\twhere`")), "{reasons:#?}");
+    }
+
+    /// The list of symptoms is one message with a button per flow and one for
+    /// a person; with 25 flows Discord refused it, so no case could start from
+    /// it. Issue 7, found writing the button limits of `tests/invariants.rs`.
+    #[test]
+    fn no_more_flows_than_buttons_fit_under_one_message() {
+        assert!(from_sources(sources(MAX_BUTTONS - 1)).is_ok());
+        let errors = from_sources(sources(MAX_BUTTONS)).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(errors.0[0].message.starts_with("there are 25 flows, at most 24 fit"), "{errors}");
     }
 }
