@@ -6,6 +6,12 @@ use fixbot_core::markup::{Markup, Style};
 
 /// Discord's limit for message content.
 pub const MAX_CONTENT_CHARS: usize = 2000;
+/// Discord's limit for the buttons of one message: five rows of five.
+pub const MAX_BUTTONS: usize = 25;
+/// Discord's limit for a button label.
+pub const MAX_LABEL_CHARS: usize = 80;
+/// Discord's limit for a button's custom id.
+pub const MAX_CUSTOM_ID_CHARS: usize = 100;
 
 /// Characters that mean something in Discord markdown somewhere in a line.
 fn is_special(c: char) -> bool {
