@@ -2,9 +2,7 @@
 //! regex crate finds in a message: on every corpus message, and on pastes
 //! built from them with log lines around, up to 16 KiB.
 
-use fixbot_core::text::fold;
-use regex::bytes::RegexBuilder;
-
+use crate::invariants::Reference;
 use crate::support::{root, shipped_flows};
 
 /// Every corpus message, raw.
@@ -26,13 +24,7 @@ fn corpus() -> Vec<String> {
 #[test]
 fn the_prefiltered_matcher_fires_what_the_regex_crate_finds() {
     let flows = shipped_flows();
-    let matcher = flows.matcher();
-    let regexes: Vec<_> = (0..matcher.len())
-        .map(|index| {
-            let (source, _) = matcher.pattern(index);
-            RegexBuilder::new(source).case_insensitive(true).unicode(false).size_limit(64 << 20).build().unwrap()
-        })
-        .collect();
+    let reference = Reference::new(flows.matcher());
     let corpus = corpus();
     let filler = [
         "2024-05-01 10:22:31 kernel: usb 1-1: new high-speed USB device number 5 using xhci_hcd",
@@ -55,11 +47,7 @@ fn the_prefiltered_matcher_fires_what_the_regex_crate_finds() {
     }
     let mut fired = 0;
     for text in &texts {
-        let folded = fold(text);
-        let want: Vec<usize> = (0..regexes.len()).filter(|&index| regexes[index].is_match(folded.as_bytes())).collect();
-        let got = matcher.diagnose(text).fired;
-        assert_eq!(got, want, "on {text:?}");
-        fired += got.len();
+        fired += reference.check(&flows, text);
     }
     assert!(fired > texts.len(), "the texts exercise the patterns: {fired} firings on {} texts", texts.len());
 }

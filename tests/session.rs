@@ -198,6 +198,25 @@ async fn forget_leaves_no_row_behind(store: impl Store) {
     assert!(store.pending_delivery("telegram:-100:bob").await.unwrap().is_some(), "bob's stays");
 }
 
+/// A `/forget` behind an invisible or control character is obeyed by the
+/// engine, which cleans text first; the session once read the raw text, so the
+/// person was told everything was deleted while their case stayed. Issue 7,
+/// found by `properties::every_conversation_keeps_the_invariants`.
+#[tokio::test]
+async fn forget_behind_an_invisible_character_deletes_too() {
+    let session = Session::new(MemoryStore::new(), shipped_flows(), EngineConfig::default());
+    for (index, text) in ["\u{200B}/forget", "\u{202E}/forget", "\u{7}/forget", "\u{FEFF} /forget"].iter().enumerate() {
+        let key = ConversationKey::new("telegram", "7", "", &format!("user{index}"));
+        session.handle(&key, Input::Text("iPhone: Not enough iCloud storage".into()), 100).await.unwrap();
+        session.handle(&key, Input::Text("skip".into()), 110).await.unwrap();
+        let reply = session.handle(&key, Input::Text((*text).into()), 120).await.unwrap();
+        assert!(reply.replies[0].to_plain().contains("deleted everything"), "{text:?}: {:?}", reply.replies);
+        assert!(session.store().get(&key).await.unwrap().is_none(), "{text:?} left the case");
+        let outcomes = session.store().outcomes(0).await.unwrap();
+        assert!(outcomes.iter().all(|record| record.subject != key.subject()), "{text:?} left outcomes");
+    }
+}
+
 #[tokio::test]
 async fn forget_leaves_no_row_behind_in_memory() {
     forget_leaves_no_row_behind(MemoryStore::new()).await;

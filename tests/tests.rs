@@ -1,5 +1,7 @@
 //! fixbot's integration tests: one test binary, one module per area.
 
+/// What every engine transition keeps; shared with the fuzz targets in `fuzz/`.
+mod invariants;
 /// Simulated people walking scripted cases, checked against the engine alone.
 mod simulated;
 /// Shared helpers: loading flows, running the binary, fixtures.
@@ -38,6 +40,8 @@ mod i18n;
 mod matcher;
 /// Two `fixbot serve` processes on one PostgreSQL behind the Telegram webhook, one killed.
 mod multi_instance;
+/// Engine invariants over generated conversations against the shipped flows.
+mod properties;
 /// Sanitising and redaction end to end: hostile text, the notice, what is kept.
 mod redaction;
 /// The flow format's JSON Schemas: current, followed by every shipped file, agreeing with the loader.

@@ -54,6 +54,20 @@ pub enum Input {
     Staff(StaffInput),
 }
 
+impl Input {
+    /// The navigation command this input gives, read as the engine reads it:
+    /// a slash command, or `/name` in a message once it is cleaned, so an
+    /// invisible character in front of `/forget` changes nothing. (Words from
+    /// `_bot.yaml` need the flows; [`Bot::word`](crate::flow::Bot::word) reads those.)
+    pub fn command(&self) -> Option<Command> {
+        match self {
+            Input::Command(command) => Some(*command),
+            Input::Text(text) => Command::parse(&sanitize(text)),
+            Input::Button(_) | Input::Staff(_) => None,
+        }
+    }
+}
+
 /// One message the bot sends.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reply {
@@ -357,11 +371,14 @@ impl<'a> Run<'a> {
                 self.say(&messages.language_list, &[("languages", &list.join("\n"))]);
                 self.prompt();
             }
-            // The session deletes the stored traces before the engine runs;
-            // here the case is dropped without an outcome, so nothing new is
-            // written about the user.
+            // The session deletes the stored traces before the engine runs,
+            // so a case is seldom here. One that is is dropped without an
+            // outcome, and marked changed so that a store still holding it
+            // deletes it: nothing new is written about the user.
             Command::Forget => {
-                self.case = None;
+                if self.case.take().is_some() {
+                    self.changed = true;
+                }
                 self.say(&messages.forgotten, &[]);
             }
         }

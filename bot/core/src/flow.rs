@@ -28,6 +28,9 @@ pub const MAX_LABEL_CHARS: usize = 80;
 /// Most choices one step may offer: Discord shows at most 25 buttons, and a
 /// person reading on a phone wants far fewer.
 pub const MAX_CHOICES: usize = 16;
+/// Most buttons one message may carry on every platform: Discord's five rows
+/// of five. The list of symptoms is the one menu whose length content sets.
+pub const MAX_BUTTONS: usize = 25;
 
 /// Which kind of phone a case is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -267,8 +270,20 @@ impl Problems {
         self.file = file.to_path_buf();
     }
 
+    /// Records a problem. Messages quote what the author wrote, which may
+    /// hold line breaks (a multi-line example, a quoted id); those are
+    /// written as `\n` so each problem stays one `file:line: reason` line.
     pub(crate) fn push(&mut self, line: u64, message: impl Into<String>) {
-        self.all.push(Problem { file: self.file.clone(), line, message: message.into() });
+        let message = message.into();
+        let message = if message.contains(char::is_control) {
+            message
+                .chars()
+                .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+                .collect()
+        } else {
+            message
+        };
+        self.all.push(Problem { file: self.file.clone(), line, message });
     }
 
     fn count(&self) -> usize {

@@ -91,23 +91,39 @@ impl Markup {
         out
     }
 
-    /// Splits into messages whose text costs at most `limit`, where `cost`
-    /// prices each character in its style (platforms count differently).
-    /// Breaks at paragraphs, then lines, then spaces; a styled span cut in
-    /// two stays styled on both sides.
-    pub fn split(&self, limit: usize, cost: impl Fn(&Style, char) -> usize) -> Vec<Markup> {
+    /// Splits into messages that cost at most `limit`, where `cost` prices
+    /// each character in its style and `overhead` what one span of a style
+    /// adds around its text, such as markdown delimiters or a link's target
+    /// (platforms count differently). Breaks at paragraphs, then lines, then
+    /// spaces; a styled span cut in two stays styled on both sides, and pays
+    /// its overhead in both.
+    pub fn split(
+        &self,
+        limit: usize,
+        cost: impl Fn(&Style, char) -> usize,
+        overhead: impl Fn(&Style) -> usize,
+    ) -> Vec<Markup> {
         let chars: Vec<(&Style, char)> =
             self.spans.iter().flat_map(|span| span.text.chars().map(move |c| (&span.style, c))).collect();
-        if chars.iter().map(|&(style, c)| cost(style, c)).sum::<usize>() <= limit {
+        let whole = chars.iter().map(|&(style, c)| cost(style, c)).sum::<usize>()
+            + self.spans.iter().map(|span| overhead(&span.style)).sum::<usize>();
+        if whole <= limit {
             return vec![self.clone()];
         }
+        // What character `index` adds to a part whose previous character is
+        // `index - 1`: its own cost, and its span's overhead where one opens.
+        let price = |index: usize, first: bool| {
+            let (style, c) = chars[index];
+            let opens = first || chars[index - 1].0 != style;
+            cost(style, c) + if opens { overhead(style) } else { 0 }
+        };
         let mut parts = Vec::new();
         let mut start = 0;
         while start < chars.len() {
             let mut end = start;
             let mut used = 0;
-            while end < chars.len() && used + cost(chars[end].0, chars[end].1) <= limit {
-                used += cost(chars[end].0, chars[end].1);
+            while end < chars.len() && used + price(end, end == start) <= limit {
+                used += price(end, end == start);
                 end += 1;
             }
             // Never an empty part: a single character over the limit goes alone.

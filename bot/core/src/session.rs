@@ -205,12 +205,9 @@ impl<S: Store> Session<S> {
         let lock = self.locks.get(key);
         let _guard = lock.lock().await;
         let flows = self.flows();
-        let forget = match &input {
-            Input::Command(command) => *command == Command::Forget,
-            Input::Text(text) => Command::parse(text) == Some(Command::Forget),
-            Input::Button(_) | Input::Staff(_) => false,
-        };
-        if forget {
+        // Read as the engine reads it: a `/forget` the engine obeys is one
+        // whose traces were deleted.
+        if input.command() == Some(Command::Forget) {
             // Deleted first, then confirmed: the confirmation never claims
             // more than happened. Nothing is written afterwards.
             self.store.forget(&key.platform, &key.user, key.subject()).await?;

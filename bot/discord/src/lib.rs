@@ -40,7 +40,7 @@ use serenity::http::HttpError;
 use tokio::sync::Mutex;
 
 use in_flight::InFlight;
-pub use render::{MAX_CONTENT_CHARS, escape, split, to_markdown};
+pub use render::{MAX_BUTTONS, MAX_CONTENT_CHARS, MAX_CUSTOM_ID_CHARS, MAX_LABEL_CHARS, escape, split, to_markdown};
 pub use shards::{ShardRange, ShardRangeError};
 
 /// The id of the paste form `/fix` opens without text, and of its one field.

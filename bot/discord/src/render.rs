@@ -6,9 +6,12 @@ use fixbot_core::markup::{Markup, Style};
 
 /// Discord's limit for message content.
 pub const MAX_CONTENT_CHARS: usize = 2000;
-/// What a split part may cost: the limit less room for the `**` markers and
-/// link targets that the per-character cost does not see.
-const SPLIT_BUDGET: usize = 1800;
+/// Discord's limit for the buttons of one message: five rows of five.
+pub const MAX_BUTTONS: usize = 25;
+/// Discord's limit for a button label.
+pub const MAX_LABEL_CHARS: usize = 80;
+/// Discord's limit for a button's custom id.
+pub const MAX_CUSTOM_ID_CHARS: usize = 100;
 
 /// Characters that mean something in Discord markdown somewhere in a line.
 fn is_special(c: char) -> bool {
@@ -43,9 +46,20 @@ pub fn to_markdown(markup: &Markup) -> String {
     out
 }
 
-/// Splits `markup` into parts that render within Discord's limit.
+/// Splits `markup` into parts that render within Discord's limit: each part
+/// is priced as [`to_markdown`] writes it, escapes, delimiters and link targets included.
 pub fn split(markup: &Markup) -> Vec<Markup> {
-    markup.split(SPLIT_BUDGET, |_, c| if is_special(c) { 2 } else { 1 })
+    markup.split(MAX_CONTENT_CHARS, |_, c| if is_special(c) { 2 } else { 1 }, delimiters)
+}
+
+/// What [`to_markdown`] writes around a span of `style`.
+fn delimiters(style: &Style) -> usize {
+    match style {
+        Style::Plain => 0,
+        Style::Bold => "****".len(),
+        Style::Code => "``  ``".len(),
+        Style::Link(url) => "[](<>)".len() + url.chars().count(),
+    }
 }
 
 #[cfg(test)]
@@ -69,6 +83,29 @@ mod tests {
             text,
             "\\@everyone \\<\\@&123\\> \\*\\*x\\*\\* \\[a\\]\\(b\\) **Settings → iCloud**`` 0xE80`\u{200B}` ``[status](<https://support.apple.com>)"
         );
+    }
+
+    /// Link targets and delimiters were left out of the split's count, so a
+    /// step of many links (or one after a long intro) rendered past 2,000
+    /// characters and Discord refused it, though `fixbot check` passed the flow.
+    /// Issue 7, found by the `flow_load` fuzz target's invariants.
+    #[test]
+    fn links_and_delimiters_count_when_splitting() {
+        let mut markup = Markup::plain("It looks like this: ".repeat(10));
+        for index in 0..60 {
+            markup.push(Style::Link(format!("https://example.com/{}/{index:03}", "a".repeat(22))), "x");
+            markup.push(Style::Plain, " ");
+            markup.push(Style::Bold, "b");
+            markup.push(Style::Code, "c");
+        }
+        let parts = split(&markup);
+        assert!(parts.len() >= 2);
+        for part in &parts {
+            let chars = to_markdown(part).chars().count();
+            assert!(chars <= MAX_CONTENT_CHARS, "a part renders as {chars} characters");
+        }
+        let short = Markup::plain("short");
+        assert_eq!(split(&short), vec![short]);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::Mutex;
 
 pub use incoming::{Incoming, Me, Place, read_update};
-pub use render::{MAX_MESSAGE_UNITS, split, to_html};
+pub use render::{MAX_BUTTONS, MAX_CALLBACK_BYTES, MAX_MESSAGE_UNITS, split, to_html};
 pub use webhook::{WEBHOOK_PATH, valid_secret};
 
 use api::Pacer;

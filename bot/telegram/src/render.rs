@@ -6,6 +6,10 @@ use fixbot_core::markup::{Markup, Style};
 
 /// Telegram's limit for a message, in UTF-16 code units after entity parsing.
 pub const MAX_MESSAGE_UNITS: usize = 4096;
+/// Telegram's limit for the buttons of one inline keyboard.
+pub const MAX_BUTTONS: usize = 100;
+/// Telegram's limit for a button's callback data, in bytes.
+pub const MAX_CALLBACK_BYTES: usize = 64;
 
 /// Renders `markup` as Telegram HTML (`parse_mode = HTML`).
 pub fn to_html(markup: &Markup) -> String {
@@ -39,9 +43,9 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Splits `markup` into messages within Telegram's limit, which counts
-/// UTF-16 units of the text after entity parsing.
+/// UTF-16 units of the text after entity parsing: tags and link targets cost nothing.
 pub fn split(markup: &Markup) -> Vec<Markup> {
-    markup.split(MAX_MESSAGE_UNITS, |_, c| c.len_utf16())
+    markup.split(MAX_MESSAGE_UNITS, |_, c| c.len_utf16(), |_| 0)
 }
 
 #[cfg(test)]

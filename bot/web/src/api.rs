@@ -131,11 +131,7 @@ pub async fn send<S: Store + 'static>(
         }
         _ => return refuse(StatusCode::BAD_REQUEST, "Send exactly one of text, choice or command."),
     };
-    let forget = match &input {
-        Input::Command(command) => *command == Command::Forget,
-        Input::Text(text) => Command::parse(text) == Some(Command::Forget),
-        Input::Button(_) | Input::Staff(_) => false,
-    };
+    let forget = input.command() == Some(Command::Forget);
     // The browser's language, for a case that opens now.
     let hint = headers.get(header::ACCEPT_LANGUAGE).and_then(|value| value.to_str().ok()).and_then(Lang::from_hint);
     let transition = match web.session.handle_in(&key, input, now(), hint).await {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::bot::{Bot, RawBot, to_label, to_template};
 use super::i18n;
 use super::raw::{RawChoice, RawFlow, RawStep};
-use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_CHOICES, Problems, Step};
+use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_BUTTONS, MAX_CHOICES, Problems, Step};
 use crate::flow::Platform;
 use crate::markup::Template;
 use crate::matcher::{Matcher, Owner, PatternSpec, Verdict, check_pattern};
@@ -156,6 +156,18 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
     if parsed.is_empty() && sources.iter().all(|s| !s.path.ends_with("_bot.yaml") || sources.len() == 1) {
         problems.set_file(&dir);
         problems.push(0, "there are no flow files (`<id>.yaml`)");
+    }
+    // The list of symptoms offers every flow and a person on one message.
+    if parsed.len() + 1 > MAX_BUTTONS {
+        problems.set_file(&dir);
+        problems.push(
+            0,
+            format!(
+                "there are {} flows, at most {} fit: the list of symptoms shows a button for each and one for a person, and Discord shows at most {MAX_BUTTONS} buttons under a message",
+                parsed.len(),
+                MAX_BUTTONS - 1
+            ),
+        );
     }
 
     // Every flow file counts as existing, parsed or not, so one broken file
@@ -476,4 +488,50 @@ fn is_id(text: &str) -> bool {
 /// FNV-1a: a stable hash for flow versions (std's hasher may change between releases).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOT: &str = include_str!("../../../../flows/_bot.yaml");
+
+    /// The shipped `_bot.yaml` and `count` small flows, `f00.yaml` on.
+    fn sources(count: usize) -> Vec<Source> {
+        let mut sources = vec![Source { path: PathBuf::from("flows/_bot.yaml"), text: BOT.to_owned() }];
+        for index in 0..count {
+            let text = format!(
+                "title: Flow {index}\nsummary: Flow {index}.\nmatch:\n  - regex: 'word{index:02}x'\n    weight: 10\nsteps:\n  - id: only\n    text: Try it.\n"
+            );
+            sources.push(Source { path: PathBuf::from(format!("flows/f{index:02}.yaml")), text });
+        }
+        sources
+    }
+
+    /// A reason quoting author text with a line break in it (a multi-line
+    /// example, an id or goto in quotes) spanned lines, breaking the
+    /// `file:line: reason` lines of `fixbot check`. Issue 7, found by the
+    /// `flow_load` fuzz target's `check_problems`.
+    #[test]
+    fn every_problem_is_one_line() {
+        let text = "title: Demo\nsummary: A demo.\nmatch:\n  - regex: 'zzqq'\n    weight: 10\nexamples:\n  match:\n    - |\n      first line\n      second line\nsteps:\n  - id: \"a\\nb\"\n    text: Try it.\n    choices:\n      - label: x\n        goto: \"no\\twhere\"\n";
+        let mut all = sources(0);
+        all.push(Source { path: PathBuf::from("flows/demo.yaml"), text: text.to_owned() });
+        let errors = from_sources(all).unwrap_err();
+        let reasons: Vec<&str> = errors.0.iter().map(|problem| problem.message.as_str()).collect();
+        assert!(reasons.iter().all(|reason| !reason.contains(['\n', '\r', '\t'])), "{reasons:#?}");
+        assert!(reasons.iter().any(|reason| reason.starts_with("step id `a\\nb`")), "{reasons:#?}");
+        assert!(reasons.iter().any(|reason| reason.starts_with("goto `no\\twhere`")), "{reasons:#?}");
+    }
+
+    /// The list of symptoms is one message with a button per flow and one for
+    /// a person; with 25 flows Discord refused it, so no case could start from
+    /// it. Issue 7, found writing the button limits of `tests/invariants.rs`.
+    #[test]
+    fn no_more_flows_than_buttons_fit_under_one_message() {
+        assert!(from_sources(sources(MAX_BUTTONS - 1)).is_ok());
+        let errors = from_sources(sources(MAX_BUTTONS)).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(errors.0[0].message.starts_with("there are 25 flows, at most 24 fit"), "{errors}");
+    }
 }
