@@ -4,6 +4,7 @@
 //! the set is a closed enum, not a trait object.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use fixbot_core::store::MemoryStore;

@@ -6,8 +6,10 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
+use fixbot_core::case::{Case, ConversationKey, OutcomeRecord};
 use fixbot_core::store::{Change, Purge, Purged, Store, StoreError, Stored};
+
+use crate::rows::{backend, keyed_case, outcome_record};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::{Executor as _, Postgres, Row as _};
@@ -66,10 +68,6 @@ const MIGRATION_LOCK: i64 = 0x0f1b_0700;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Backend(Box::new(error))
 }
 
 impl PostgresStore {
@@ -323,23 +321,7 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let outcome: String = row.try_get("outcome").map_err(backend)?;
-                Ok(OutcomeRecord {
-                    case_id: row.try_get::<i64, _>("case_id").map_err(backend)? as u64,
-                    subject: row.try_get::<i64, _>("subject").map_err(backend)? as u64,
-                    at: row.try_get("at").map_err(backend)?,
-                    symptom: row.try_get("symptom").map_err(backend)?,
-                    flow: row.try_get("flow").map_err(backend)?,
-                    step: row.try_get("step").map_err(backend)?,
-                    outcome: Outcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt {
-                        key: "outcomes".to_owned(),
-                        reason: format!("unknown outcome `{outcome}`"),
-                    })?,
-                })
-            })
-            .collect()
+        rows.iter().map(outcome_record).collect()
     }
 
     async fn idle_cases(&self, before: i64, limit: usize) -> Result<Vec<(ConversationKey, Stored)>, StoreError> {
@@ -356,21 +338,7 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let key = ConversationKey {
-                    platform: row.try_get("platform").map_err(backend)?,
-                    chat: row.try_get("chat").map_err(backend)?,
-                    thread: row.try_get("thread").map_err(backend)?,
-                    user: row.try_get("user_id").map_err(backend)?,
-                };
-                let version: i64 = row.try_get("version").map_err(backend)?;
-                let state: String = row.try_get("state").map_err(backend)?;
-                let case: Case = serde_json::from_str(&state)
-                    .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
-                Ok((key, Stored { case, version: version as u64 }))
-            })
-            .collect()
+        rows.iter().map(|row| keyed_case(row, "user_id")).collect()
     }
 
     async fn find_by_staff_thread(&self, thread: &str) -> Result<Option<(ConversationKey, Stored)>, StoreError> {
@@ -382,13 +350,7 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let column = |name: &str| row.try_get::<String, _>(name).map_err(backend);
-        let key = ConversationKey::new(&column("platform")?, &column("chat")?, &column("thread")?, &column("user_id")?);
-        let version: i64 = row.try_get("version").map_err(backend)?;
-        let case: Case = serde_json::from_str(&column("state")?)
-            .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
-        Ok(Some((key, Stored { case, version: version as u64 })))
+        row.map(|row| keyed_case(&row, "user_id")).transpose()
     }
 
     async fn forget(&self, platform: &str, user: &str, subject: u64) -> Result<u64, StoreError> {

@@ -11,8 +11,10 @@ use std::str::FromStr as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fixbot_core::case::{Case, ConversationKey, Outcome, OutcomeRecord};
+use fixbot_core::case::{Case, ConversationKey, OutcomeRecord};
 use fixbot_core::store::{Change, Purge, Purged, Store, StoreError, Stored};
+
+use crate::rows::{backend, keyed_case, outcome_record};
 use sqlx::Row as _;
 use sqlx::Sqlite;
 use sqlx::query::Query;
@@ -81,10 +83,6 @@ pub struct SqliteStore {
     /// messages then need no read. A case changed by another process is
     /// caught by compare-and-set, and read again.
     cache: Arc<Mutex<HashMap<ConversationKey, Stored>>>,
-}
-
-fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Backend(Box::new(error))
 }
 
 impl SqliteStore {
@@ -298,13 +296,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let column = |name: &str| row.try_get::<String, _>(name).map_err(backend);
-        let key = ConversationKey::new(&column("platform")?, &column("chat")?, &column("thread")?, &column("user")?);
-        let version: i64 = row.try_get("version").map_err(backend)?;
-        let case: Case = serde_json::from_str(&column("state")?)
-            .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
-        Ok(Some((key, Stored { case, version: version as u64 })))
+        row.map(|row| keyed_case(&row, "user")).transpose()
     }
 
     async fn outcomes(&self, since: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
@@ -315,23 +307,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let outcome: String = row.try_get("outcome").map_err(backend)?;
-                Ok(OutcomeRecord {
-                    case_id: row.try_get::<i64, _>("case_id").map_err(backend)? as u64,
-                    subject: row.try_get::<i64, _>("subject").map_err(backend)? as u64,
-                    at: row.try_get("at").map_err(backend)?,
-                    symptom: row.try_get("symptom").map_err(backend)?,
-                    flow: row.try_get("flow").map_err(backend)?,
-                    step: row.try_get("step").map_err(backend)?,
-                    outcome: Outcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt {
-                        key: "outcomes".to_owned(),
-                        reason: format!("unknown outcome `{outcome}`"),
-                    })?,
-                })
-            })
-            .collect()
+        rows.iter().map(outcome_record).collect()
     }
 
     async fn idle_cases(&self, before: i64, limit: usize) -> Result<Vec<(ConversationKey, Stored)>, StoreError> {
@@ -347,21 +323,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let key = ConversationKey {
-                    platform: row.try_get("platform").map_err(backend)?,
-                    chat: row.try_get("chat").map_err(backend)?,
-                    thread: row.try_get("thread").map_err(backend)?,
-                    user: row.try_get("user").map_err(backend)?,
-                };
-                let version: i64 = row.try_get("version").map_err(backend)?;
-                let state: String = row.try_get("state").map_err(backend)?;
-                let case: Case = serde_json::from_str(&state)
-                    .map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
-                Ok((key, Stored { case, version: version as u64 }))
-            })
-            .collect()
+        rows.iter().map(|row| keyed_case(row, "user")).collect()
     }
 }
 
