@@ -750,28 +750,8 @@ impl<'a> Run<'a> {
     fn summary(&self, case: &Case) -> Markup {
         let messages = &self.bot().messages;
         let title = case.symptom.as_deref().and_then(|id| self.flow(id)).map(|flow| flow.title.as_str());
-        let platform = match case.platform {
-            Some(Platform::Ios) => self.bot().labels.ios.clone(),
-            Some(Platform::Android) => self.bot().labels.android.clone(),
-            None => messages.platform_unknown.render().to_plain(),
-        };
-        let steps: Vec<String> = case
-            .history
-            .iter()
-            .map(|tried| {
-                let outcome = match tried.outcome {
-                    Outcome::Fixed => &messages.outcome_fixed,
-                    Outcome::Skipped => &messages.outcome_skipped,
-                    _ => &messages.outcome_not_fixed,
-                };
-                let step = tried.step.replace('_', " ");
-                messages
-                    .summary_step
-                    .fill(&values(&[("step", &step), ("outcome", &outcome.render().to_plain())]))
-                    .to_plain()
-            })
-            .collect();
-        let steps = if steps.is_empty() { "-".to_owned() } else { steps.join("\n") };
+        let platform = crate::handover::phone_name(self.bot(), case.platform);
+        let steps = crate::handover::steps_tried(self.bot(), &case.history, |tried| tried.step.replace('_', " "));
         let paste: String = case.paste.chars().take(300).collect();
         messages.summary.fill(&values(&[
             ("title", title.unwrap_or("-")),

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Case, ConversationKey, Outcome, StaffThread};
-use crate::flow::{Flows, Platform};
+use crate::case::{Case, ConversationKey, Outcome, StaffThread, Tried};
+use crate::flow::{Bot, Flows, Platform};
 use crate::markup::{Markup, Style};
 
 /// Longest name of a staff thread or forum topic: Discord allows 100
@@ -102,33 +102,13 @@ impl Packet {
         let messages = &bot.messages;
         let title = case.symptom.as_deref().and_then(|id| flows.get(id)).map(|flow| flow.title.clone());
         let reference = case.reference();
-        let phone = match case.platform {
-            Some(Platform::Ios) => bot.labels.ios.clone(),
-            Some(Platform::Android) => bot.labels.android.clone(),
-            None => messages.platform_unknown.render().to_plain(),
-        };
+        let phone = phone_name(bot, case.platform);
         let captures = if case.captures.is_empty() {
             "-".to_owned()
         } else {
             case.captures.iter().map(|(name, value)| format!("{name}: {value}")).collect::<Vec<_>>().join(", ")
         };
-        let steps: Vec<String> = case
-            .history
-            .iter()
-            .map(|tried| {
-                let outcome = match tried.outcome {
-                    Outcome::Fixed => &messages.outcome_fixed,
-                    Outcome::Skipped => &messages.outcome_skipped,
-                    _ => &messages.outcome_not_fixed,
-                };
-                let step = format!("{}/{}", tried.flow, tried.step);
-                messages
-                    .summary_step
-                    .fill(&values(&[("step", &step), ("outcome", &outcome.render().to_plain())]))
-                    .to_plain()
-            })
-            .collect();
-        let steps = if steps.is_empty() { "-".to_owned() } else { steps.join("\n") };
+        let steps = steps_tried(bot, &case.history, |tried| format!("{}/{}", tried.flow, tried.step));
         let paste = if case.paste.is_empty() { "-".to_owned() } else { case.paste.clone() };
         let mut body = messages.packet.fill(&values(&[
             ("reference", &reference),
@@ -198,6 +178,38 @@ impl DeskNote {
         };
         DeskNote { reference: reference.to_owned(), note, body, at }
     }
+}
+
+/// The phone's name as the bot's strings give it, or "unknown".
+pub(crate) fn phone_name(bot: &Bot, platform: Option<Platform>) -> String {
+    match platform {
+        Some(Platform::Ios) => bot.labels.ios.clone(),
+        Some(Platform::Android) => bot.labels.android.clone(),
+        None => bot.messages.platform_unknown.render().to_plain(),
+    }
+}
+
+/// The steps of `history`, one `summary_step` line each with the step as
+/// `name` gives it, or `-` when none was tried: for the user's summary and
+/// for staff's packet alike.
+pub(crate) fn steps_tried(bot: &Bot, history: &[Tried], name: impl Fn(&Tried) -> String) -> String {
+    let messages = &bot.messages;
+    let lines: Vec<String> = history
+        .iter()
+        .map(|tried| {
+            let outcome = match tried.outcome {
+                Outcome::Fixed => &messages.outcome_fixed,
+                Outcome::Skipped => &messages.outcome_skipped,
+                _ => &messages.outcome_not_fixed,
+            };
+            let step = name(tried);
+            messages
+                .summary_step
+                .fill(&values(&[("step", &step), ("outcome", &outcome.render().to_plain())]))
+                .to_plain()
+        })
+        .collect();
+    if lines.is_empty() { "-".to_owned() } else { lines.join("\n") }
 }
 
 /// Whether a staff member's message is the command `name` (`close`, `why`):
