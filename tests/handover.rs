@@ -23,8 +23,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::fake_discord::{FakeDiscord, Place, Post};
-use crate::fake_telegram::{Chat, ChatKind, FakeTelegram, Sent, User};
+use crate::fake_telegram::{Chat, ChatKind, FakeTelegram, Sent};
 use crate::support::{free_address, shipped_flows, spawn_serve};
+use crate::telegram::{button, user};
 
 const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not enough iCloud storage available.";
 const WAIT: Duration = Duration::from_secs(20);
@@ -108,20 +109,6 @@ async fn posts_in(fake: &FakeDiscord, channel: u64, count: usize) -> Vec<Post> {
 /// Discord content as people read it: markdown escapes taken off.
 fn read(post: &Post) -> String {
     post.content.replace('\\', "")
-}
-
-fn user(id: i64) -> User {
-    User { id, language: "en" }
-}
-
-/// The callback data of button `label` (by prefix) on `sent`.
-fn button(sent: &Sent, label: &str) -> String {
-    sent.buttons
-        .iter()
-        .flatten()
-        .find(|(text, _)| text.starts_with(label))
-        .map(|(_, data)| data.clone())
-        .unwrap_or_else(|| panic!("no button {label:?} in {:?}", sent.buttons))
 }
 
 #[test]

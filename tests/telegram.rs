@@ -67,12 +67,12 @@ pub(crate) fn memory() -> AnyStore {
     AnyStore::Memory(fixbot_store::MemoryStore::new())
 }
 
-fn user(id: i64) -> User {
+pub(crate) fn user(id: i64) -> User {
     User { id, language: "en" }
 }
 
 /// The callback data of button `label` (by prefix) on `sent`.
-fn button(sent: &Sent, label: &str) -> String {
+pub(crate) fn button(sent: &Sent, label: &str) -> String {
     sent.buttons
         .iter()
         .flatten()
