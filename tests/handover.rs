@@ -106,6 +106,19 @@ async fn posts_in(fake: &FakeDiscord, channel: u64, count: usize) -> Vec<Post> {
     fake.posts_in(channel).into_iter().filter(|post| !post.content.is_empty()).collect()
 }
 
+/// The case of `key` once it records its staff thread (a desk opens the
+/// thread a moment before the case is told), or as it is after `WAIT`.
+async fn case_with_thread(session: &Session<AnyStore>, key: &ConversationKey) -> fixbot_core::case::Case {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let case = session.store().get(key).await.unwrap().unwrap().case;
+        if case.staff_thread().is_some() || Instant::now() > deadline {
+            return case;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Discord content as people read it: markdown escapes taken off.
 fn read(post: &Post) -> String {
     post.content.replace('\\', "")
@@ -185,7 +198,7 @@ async fn a_telegram_case_is_answered_in_a_forum_topic() {
     assert!(name.starts_with('#') && name.contains("Cloud storage is full") && name.contains("User10"), "{name}");
     assert_eq!(packet.thread, Some(topic), "the packet is in the case's topic");
     let key = ConversationKey::new("telegram", "10", "", "10");
-    let case = session.store().get(&key).await.unwrap().unwrap().case;
+    let case = case_with_thread(&session, &key).await;
     let reference = case.reference();
     for expected in [
         format!("Case #{reference} · User10 (id 10) on telegram"),
@@ -345,7 +358,7 @@ async fn a_discord_case_is_answered_in_a_staff_thread() {
     let (parent, thread, name) = threads[0].clone();
     assert_eq!((parent, thread), (STAFF_CHANNEL, packet.message), "the thread hangs from the packet");
     let key = ConversationKey::new("discord", "3000", "", "40");
-    let case = session.store().get(&key).await.unwrap().unwrap().case;
+    let case = case_with_thread(&session, &key).await;
     let reference = case.reference();
     assert!(name.starts_with(&format!("#{reference} Cloud storage is full")), "{name}");
     let text = read(&packet);
