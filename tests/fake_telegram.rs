@@ -292,6 +292,10 @@ struct Inner {
     webhook: Option<String>,
     /// The webhook's max_connections: deliveries in flight at once.
     webhook_connections: usize,
+    /// Updates below this id were confirmed by a getUpdates offset.
+    confirmed_below: i64,
+    /// Updates a webhook answered 2xx.
+    acknowledged: HashSet<i64>,
 }
 
 impl FakeTelegram {
@@ -350,6 +354,14 @@ impl FakeTelegram {
             inner.queue.push_back((id, update));
         }
         self.shared.wake.notify_waiters();
+    }
+
+    /// Whether the bot took update `id` off Telegram's hands: a getUpdates
+    /// offset past it, or a webhook's 2xx answer. Until then Telegram would
+    /// deliver it again.
+    pub fn acknowledged(&self, id: i64) -> bool {
+        let inner = self.shared.lock();
+        id < inner.confirmed_below || inner.acknowledged.contains(&id)
     }
 
     /// Makes `chat` known, so the bot may send to it before anyone writes there.
@@ -1149,7 +1161,10 @@ async fn get_updates(shared: &Shared, params: &Value) -> Result<Value, ApiErr> {
                     inner.queue.pop_front();
                 }
             }
-            Some(offset) => inner.queue.retain(|(id, _)| *id >= offset),
+            Some(offset) => {
+                inner.queue.retain(|(id, _)| *id >= offset);
+                inner.confirmed_below = inner.confirmed_below.max(offset);
+            }
             None => {}
         }
         inner.poll_generation += 1;

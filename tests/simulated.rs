@@ -33,12 +33,15 @@ pub trait Platform: Clone + Send + Sync + 'static {
     fn key(&self, user: i64) -> ConversationKey;
     /// How many messages the front-end sends for `transition`.
     fn messages(&self, transition: &Transition) -> usize;
-    /// `user` writes `text`.
-    fn send_text(&self, user: i64, text: &str);
+    /// `user` writes `text`; returns the update's id.
+    fn send_text(&self, user: i64, text: &str) -> i64;
     /// The newest message to `user` and its buttons as (label, data).
     fn newest(&self, user: i64) -> Option<(u64, Vec<(String, String)>)>;
-    /// `user` presses the button with `data` on `message`.
-    fn press(&self, user: i64, message: u64, data: &str);
+    /// `user` presses the button with `data` on `message`; returns the update's id.
+    fn press(&self, user: i64, message: u64, data: &str) -> i64;
+    /// Whether the bot has taken update `id` off the platform's hands, so
+    /// the platform will not deliver it again.
+    fn acknowledged(&self, id: i64) -> bool;
     /// How many messages `user` got so far.
     fn sent_count(&self, user: i64) -> usize;
 }
@@ -170,27 +173,30 @@ pub async fn walk<P: Platform>(platform: P, script: Script, answer_wait: Duratio
     let mut walked = Walked { user, ..Walked::default() };
     for (number, (turn, expected)) in script.turns.into_iter().enumerate() {
         let asked = Instant::now();
-        match turn {
-            Turn::Type(text) => platform.send_text(user, &text),
-            Turn::DoubleSkip => {
-                platform.send_text(user, "skip");
-                platform.send_text(user, "skip");
-            }
+        let updates = match turn {
+            Turn::Type(text) => vec![platform.send_text(user, &text)],
+            Turn::DoubleSkip => vec![platform.send_text(user, "skip"), platform.send_text(user, "skip")],
             Turn::Press { index, label } => {
                 let newest = platform.newest(user);
                 let button = newest.as_ref().and_then(|(message, buttons)| Some((message, buttons.get(index)?)));
                 match button {
-                    Some((message, (shown, data))) if *shown == label => platform.press(user, *message, data),
+                    Some((message, (shown, data))) if *shown == label => vec![platform.press(user, *message, data)],
                     _ => {
                         walked.diverged = Some(format!("turn {number}: no button {label:?} on {newest:?}"));
                         return walked;
                     }
                 }
             }
-        }
+        };
         walked.expected_messages += expected;
         let deadline = Instant::now() + answer_wait;
-        while platform.sent_count(user) < walked.expected_messages {
+        // The answers have come and the bot is done with the turn: a copy
+        // of an earlier answer, sent again when an update was delivered
+        // again, cannot pass for this turn's, as a person would tell it
+        // apart.
+        while platform.sent_count(user) < walked.expected_messages
+            || !updates.iter().all(|update| platform.acknowledged(*update))
+        {
             if Instant::now() >= deadline {
                 walked.stalled_at = Some(number);
                 return walked;
@@ -328,9 +334,9 @@ impl Platform for TelegramPeople {
         transition.replies.iter().map(|reply| fixbot_telegram::split(&reply.body).len()).sum()
     }
 
-    fn send_text(&self, user: i64, text: &str) {
+    fn send_text(&self, user: i64, text: &str) -> i64 {
         use crate::fake_telegram::{Chat, User};
-        self.0.text(Chat::private(user), User { id: user, language: "en" }, text);
+        self.0.text(Chat::private(user), User { id: user, language: "en" }, text)
     }
 
     fn newest(&self, user: i64) -> Option<(u64, Vec<(String, String)>)> {
@@ -338,9 +344,13 @@ impl Platform for TelegramPeople {
         Some((newest.message_id as u64, newest.buttons.into_iter().flatten().collect()))
     }
 
-    fn press(&self, user: i64, message: u64, data: &str) {
+    fn press(&self, user: i64, message: u64, data: &str) -> i64 {
         use crate::fake_telegram::{Chat, User};
-        self.0.press(Chat::private(user), User { id: user, language: "en" }, message as i64, data);
+        self.0.press(Chat::private(user), User { id: user, language: "en" }, message as i64, data)
+    }
+
+    fn acknowledged(&self, id: i64) -> bool {
+        self.0.acknowledged(id)
     }
 
     fn sent_count(&self, user: i64) -> usize {
@@ -380,8 +390,8 @@ impl Platform for DiscordPeople {
         transition.replies.iter().map(|reply| fixbot_discord::split(&reply.body).len()).sum()
     }
 
-    fn send_text(&self, user: i64, text: &str) {
-        self.0.message(Self::place(user), user as u64, text);
+    fn send_text(&self, user: i64, text: &str) -> i64 {
+        self.0.message(Self::place(user), user as u64, text) as i64
     }
 
     fn newest(&self, user: i64) -> Option<(u64, Vec<(String, String)>)> {
@@ -389,8 +399,14 @@ impl Platform for DiscordPeople {
         Some((newest.message, newest.buttons.into_iter().flatten().map(|b| (b.label, b.custom_id)).collect()))
     }
 
-    fn press(&self, user: i64, message: u64, data: &str) {
-        self.0.press(Self::place(user), user as u64, message, data);
+    fn press(&self, user: i64, message: u64, data: &str) -> i64 {
+        self.0.press(Self::place(user), user as u64, message, data) as i64
+    }
+
+    /// The gateway has no acknowledgement: an event is sent once, and
+    /// whether the bot handled it shows only in what it sends.
+    fn acknowledged(&self, _id: i64) -> bool {
+        true
     }
 
     fn sent_count(&self, user: i64) -> usize {

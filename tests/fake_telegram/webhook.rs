@@ -3,11 +3,12 @@
 //! instances instead of waiting for getUpdates.
 //!
 //! As Telegram does, up to the webhook's `max_connections` deliveries are in
-//! flight at once, in no particular order, and an update counts as delivered only when
-//! an instance answered 2xx; a refused or reset connection, a timeout or any
+//! flight at once, a chat's updates one after the other and chats side by
+//! side, and an update counts as delivered only when an instance answered 2xx; a refused or reset connection, a timeout or any
 //! other status is retried after a pause. As a load balancer does, deliveries
 //! go round robin, and an instance that failed is passed over for a while.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,7 +118,13 @@ impl FakeTelegram {
     }
 }
 
-/// Takes updates off the queue as they come and delivers each in a task of its own.
+/// The updates of one chat waiting for the one in flight, by chat: a chat
+/// is in the map while one of its updates is being delivered.
+type Lines = Arc<Mutex<HashMap<i64, VecDeque<(i64, String)>>>>;
+
+/// Takes updates off the queue as they come and delivers them, each chat's
+/// in order: as Telegram does, the next update of a chat goes out only once
+/// the bot answered the one before, while chats go side by side.
 async fn deliver_queued(
     shared: Arc<Shared>,
     balancer: Arc<Balancer>,
@@ -127,6 +134,7 @@ async fn deliver_queued(
 ) {
     // Sized by the webhook's max_connections when the first update goes out.
     let mut connections: Option<Arc<Semaphore>> = None;
+    let lines: Lines = Arc::default();
     loop {
         let notified = shared.wake.notified();
         tokio::pin!(notified);
@@ -150,13 +158,63 @@ async fn deliver_queued(
             continue;
         }
         let connections = connections.as_ref().expect("sized when the batch was taken");
-        for (_, update) in batch {
-            let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
-            let (balancer, client, secret, stats) = (balancer.clone(), client.clone(), secret.clone(), stats.clone());
-            tokio::spawn(async move {
-                deliver(&balancer, &client, &secret, &stats, update.to_string()).await;
-                drop(permit);
-            });
+        for (id, update) in batch {
+            let chat = chat_of(&update);
+            if let Some(chat) = chat {
+                let mut waiting = lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if let Some(line) = waiting.get_mut(&chat) {
+                    line.push_back((id, update.to_string()));
+                    continue;
+                }
+                waiting.insert(chat, VecDeque::new());
+            }
+            let line = Line {
+                shared: shared.clone(),
+                balancer: balancer.clone(),
+                client: client.clone(),
+                secret: secret.clone(),
+                stats: stats.clone(),
+                connections: connections.clone(),
+                lines: lines.clone(),
+            };
+            tokio::spawn(line.run(chat, id, update.to_string()));
+        }
+    }
+}
+
+/// The chat an update belongs to, when it has one.
+fn chat_of(update: &serde_json::Value) -> Option<i64> {
+    let message = update.get("message").or_else(|| update.get("callback_query").and_then(|query| query.get("message")));
+    message?.get("chat")?.get("id")?.as_i64()
+}
+
+/// Delivers one update and then the chat's updates that queued behind it.
+struct Line {
+    shared: Arc<Shared>,
+    balancer: Arc<Balancer>,
+    client: reqwest::Client,
+    secret: String,
+    stats: Arc<Mutex<DeliveryStats>>,
+    connections: Arc<Semaphore>,
+    lines: Lines,
+}
+
+impl Line {
+    async fn run(self, chat: Option<i64>, mut id: i64, mut body: String) {
+        loop {
+            let permit = self.connections.clone().acquire_owned().await.expect("the semaphore is never closed");
+            deliver(&self.balancer, &self.client, &self.secret, &self.stats, &body).await;
+            drop(permit);
+            self.shared.lock().acknowledged.insert(id);
+            let Some(chat) = chat else { return };
+            let mut waiting = self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match waiting.get_mut(&chat).and_then(VecDeque::pop_front) {
+                Some(next) => (id, body) = next,
+                None => {
+                    waiting.remove(&chat);
+                    return;
+                }
+            }
         }
     }
 }
@@ -167,7 +225,7 @@ async fn deliver(
     client: &reqwest::Client,
     secret: &str,
     stats: &Mutex<DeliveryStats>,
-    body: String,
+    body: &str,
 ) {
     let count = |update: &dyn Fn(&mut DeliveryStats)| update(&mut stats.lock().unwrap_or_else(|p| p.into_inner()));
     loop {
@@ -178,7 +236,7 @@ async fn deliver(
             .post(url)
             .header(SECRET_HEADER, secret)
             .header("Content-Type", "application/json")
-            .body(body.clone())
+            .body(body.to_owned())
             .send()
             .await;
         if answer.is_ok_and(|response| response.status().is_success()) {
