@@ -35,7 +35,7 @@ impl Harness {
         Harness::start_with(fake, store, DiscordConfig { guild_ids: guilds, ..DiscordConfig::default() }).await
     }
 
-    async fn start_with(fake: &FakeDiscord, store: AnyStore, config: DiscordConfig) -> Harness {
+    pub(crate) async fn start_with(fake: &FakeDiscord, store: AnyStore, config: DiscordConfig) -> Harness {
         let session = Arc::new(Session::new(store, shipped_flows(), EngineConfig::default()));
         let config = DiscordConfig { token: fake.token().to_owned(), api_url: Some(fake.api_url()), ..config };
         let (stop, stopped) = oneshot::channel::<()>();

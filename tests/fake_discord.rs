@@ -76,6 +76,8 @@ const APP_FLAGS: u64 = (1 << 13) | (1 << 15) | (1 << 19);
 /// add reactions, use application commands, create public threads, send in threads.
 const PERMISSIONS: u64 =
     (1 << 6) | (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 31) | (1 << 35) | (1 << 38);
+/// The Manage Messages permission, which staff commands ask for.
+pub const MANAGE_MESSAGES: u64 = 1 << 13;
 /// The first path segment of an instance's URLs: `/instance/<label>/api/v10/...`.
 const INSTANCE_PREFIX: &str = "instance";
 /// Message flags.
@@ -373,6 +375,8 @@ struct Inner {
     dms: HashMap<u64, u64>,
     /// The app language of users who set one; others send `en-US`.
     locales: HashMap<u64, String>,
+    /// Members' permissions in every channel and their roles, where a test set them.
+    members: HashMap<u64, (u64, Vec<u64>)>,
     threads: Vec<(u64, u64, String)>,
     interactions: HashMap<u64, Itx>,
     tokens: HashMap<String, u64>,
@@ -712,6 +716,13 @@ impl FakeDiscord {
         self.shared.lock().locales.insert(user, locale.to_owned());
     }
 
+    /// Gives `user` these permissions (in every channel) and roles in every
+    /// guild, as interactions then carry them in `member`; others have the
+    /// permissions every member has and no role.
+    pub fn set_member(&self, user: u64, permissions: u64, roles: &[u64]) {
+        self.shared.lock().members.insert(user, (permissions, roles.to_vec()));
+    }
+
     /// The DM channel of `user`, if one is known.
     pub fn dm_channel(&self, user: u64) -> Option<u64> {
         self.shared.lock().dms.get(&user).copied()
@@ -735,6 +746,16 @@ impl FakeDiscord {
             options.as_array().cloned().unwrap_or_else(|| panic!("slash options must be a JSON array, got {options}"));
         let (command_id, command_guild) = inner.command_for(place, name, &options);
         let mut data = json!({"id": command_id.to_string(), "name": name, "type": 1});
+        // Users named in options come resolved, as Discord sends them.
+        let users: serde_json::Map<String, Value> = options
+            .iter()
+            .filter(|option| option["type"] == json!(6))
+            .filter_map(|option| option["value"].as_str()?.parse::<u64>().ok())
+            .map(|user| (user.to_string(), user_json(user)))
+            .collect();
+        if !users.is_empty() {
+            data["resolved"] = json!({ "users": users });
+        }
         if !options.is_empty() {
             data["options"] = Value::Array(options);
         }
@@ -1452,6 +1473,10 @@ impl Inner {
                 value["guild"] = json!({"id": guild.to_string(), "locale": "en-US", "features": []});
                 value["guild_locale"] = json!("en-US");
                 value["member"] = member_json(user, true);
+                if let Some((permissions, roles)) = self.members.get(&user) {
+                    value["member"]["permissions"] = json!((PERMISSIONS | permissions).to_string());
+                    value["member"]["roles"] = json!(roles.iter().map(u64::to_string).collect::<Vec<_>>());
+                }
                 value["authorizing_integration_owners"] = json!({"0": guild.to_string()});
                 value["context"] = json!(0);
             }

@@ -296,6 +296,8 @@ struct Inner {
     confirmed_below: i64,
     /// Updates a webhook answered 2xx.
     acknowledged: HashSet<i64>,
+    /// (group, user) pairs where the user is an administrator.
+    admins: HashSet<(i64, i64)>,
 }
 
 impl FakeTelegram {
@@ -364,6 +366,11 @@ impl FakeTelegram {
         id < inner.confirmed_below || inner.acknowledged.contains(&id)
     }
 
+    /// Makes `user` an administrator of group `chat`, as getChatMember then says.
+    pub fn make_admin(&self, chat: i64, user: i64) {
+        self.shared.lock().admins.insert((chat, user));
+    }
+
     /// Makes `chat` known, so the bot may send to it before anyone writes there.
     pub fn add_chat(&self, chat: Chat) {
         self.shared.lock().register_chat(&chat);
@@ -394,7 +401,21 @@ impl FakeTelegram {
     ///
     /// Panics if the bot sent no such message there: a test cannot reply to what does not exist.
     pub fn reply_to(&self, chat: Chat, user: User, text: &str, bot_message_id: i64) -> i64 {
-        self.user_message(chat, user, text, Some(bot_message_id))
+        self.user_message(chat, user, text, Some((bot_message_id, true)))
+    }
+
+    /// `user` replies with `text` to someone else's message `message_id` in
+    /// `chat` (see [`FakeTelegram::newest_from`]). Panics if there is no such message.
+    pub fn reply_to_person(&self, chat: Chat, user: User, text: &str, message_id: i64) -> i64 {
+        self.user_message(chat, user, text, Some((message_id, false)))
+    }
+
+    /// The id of the newest message `user` wrote in chat `chat`.
+    pub fn newest_from(&self, chat: i64, user: i64) -> Option<i64> {
+        let inner = self.shared.lock();
+        let written =
+            |message: &&Stored| message.chat == chat && message.from.as_ref().is_some_and(|from| from.id == user);
+        inner.messages.values().filter(written).map(|message| message.id).max()
     }
 
     /// `user` presses a button with callback data `data` on the bot's message `message_id`.
@@ -546,7 +567,8 @@ impl FakeTelegram {
         self.shared.lock().commands.get(&key).cloned().unwrap_or_default()
     }
 
-    fn user_message(&self, chat: Chat, user: User, text: &str, reply_to: Option<i64>) -> i64 {
+    /// `reply_to`: the message replied to, and whether it must be the bot's.
+    fn user_message(&self, chat: Chat, user: User, text: &str, reply_to: Option<(i64, bool)>) -> i64 {
         let id = {
             let mut inner = self.shared.lock();
             inner.register_chat(&chat);
@@ -554,11 +576,11 @@ impl FakeTelegram {
                 assert_eq!(chat.id, user.id, "a private chat's id is its user's id");
             }
             let mut thread = chat.thread;
-            if let Some(target) = reply_to {
+            if let Some((target, bots)) = reply_to {
                 let message = inner.messages.get(&(chat.id, target)).unwrap_or_else(|| {
-                    panic!("cannot reply to message {target} in chat {}: the bot sent no such message", chat.id)
+                    panic!("cannot reply to message {target} in chat {}: there is no such message", chat.id)
                 });
-                assert!(message.from.is_none(), "message {target} in chat {} is not the bot's", chat.id);
+                assert!(!bots || message.from.is_none(), "message {target} in chat {} is not the bot's", chat.id);
                 // A reply lands in the topic of the message it answers.
                 assert!(
                     thread.is_none() || thread == message.thread,
@@ -580,7 +602,7 @@ impl FakeTelegram {
                 text: text.to_string(),
                 entities: user_entities(text),
                 markup: None,
-                reply_to,
+                reply_to: reply_to.map(|(target, _)| target),
                 edit_date: None,
             };
             let value = inner.message_json(&message, false);
@@ -728,6 +750,39 @@ impl Inner {
         Ok(chat)
     }
 
+    /// getChatMember: an administrator where a test made the user one, else
+    /// a plain member; in a private chat, only its own user is a member.
+    fn get_chat_member(&self, params: &Value) -> Result<Value, ApiErr> {
+        let (chat, kind) = self.chat_of(params)?;
+        let user = int(params, "user_id")?.ok_or_else(|| bad("invalid user_id specified"))?;
+        if kind == ChatKind::Private && user != chat {
+            return Err(bad("user not found"));
+        }
+        let user_json = user_json(&User { id: user, language: "" });
+        Ok(if self.admins.contains(&(chat, user)) {
+            json!({
+                "user": user_json,
+                "status": "administrator",
+                "can_be_edited": false,
+                "is_anonymous": false,
+                "can_manage_chat": true,
+                "can_delete_messages": true,
+                "can_manage_video_chats": true,
+                "can_restrict_members": true,
+                "can_promote_members": false,
+                "can_change_info": true,
+                "can_invite_users": true,
+                "can_post_stories": false,
+                "can_edit_stories": false,
+                "can_delete_stories": false,
+                "can_pin_messages": true,
+                "can_manage_topics": true,
+            })
+        } else {
+            json!({"user": user_json, "status": "member"})
+        })
+    }
+
     /// createForumTopic: a topic in a forum supergroup, hanging from a
     /// forum_topic_created service message whose id is the topic's id.
     fn create_forum_topic(&mut self, params: &Value) -> Result<Value, ApiErr> {
@@ -830,6 +885,7 @@ impl Inner {
         match method {
             "getme" => Ok(me_json()),
             "getchat" => self.get_chat(params),
+            "getchatmember" => self.get_chat_member(params),
             "createforumtopic" => self.create_forum_topic(params),
             "sendmessage" => self.send_message(params),
             "editmessagetext" => self.edit_message_text(params),

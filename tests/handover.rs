@@ -35,25 +35,29 @@ const GUILD: u64 = 5000;
 /// The Discord staff channel.
 const STAFF_CHANNEL: u64 = 70;
 
-fn staffed_session() -> Arc<Session<AnyStore>> {
+pub(crate) fn staffed_session() -> Arc<Session<AnyStore>> {
     let config = EngineConfig { staff: true, ..EngineConfig::default() };
     Arc::new(Session::new(AnyStore::Memory(MemoryStore::new()), shipped_flows(), config))
 }
 
 /// A front-end running in-process until stopped.
-struct Running {
+pub(crate) struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl Running {
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(WAIT, self.task).await.expect("the front-end stops").unwrap();
     }
 }
 
-async fn start_telegram(fake: &FakeTelegram, handovers: &Arc<Handovers<AnyStore>>, staff: Option<i64>) -> Running {
+pub(crate) async fn start_telegram(
+    fake: &FakeTelegram,
+    handovers: &Arc<Handovers<AnyStore>>,
+    staff: Option<i64>,
+) -> Running {
     let config = TelegramConfig {
         api_url: Some(fake.api_url().parse().unwrap()),
         staff_chat: staff,

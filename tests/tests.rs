@@ -62,3 +62,5 @@ mod transcripts;
 mod web;
 /// The web chat page in headless Chromium, driven over WebDriver.
 mod web_browser;
+/// `/why` for staff on both front-ends, refused to everyone else.
+mod why;

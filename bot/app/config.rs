@@ -159,6 +159,7 @@ struct TelegramFile {
 #[serde(deny_unknown_fields)]
 struct StaffFile {
     discord_channel: Option<u64>,
+    discord_roles: Option<Vec<u64>>,
     telegram_chat: Option<i64>,
     webhook_url: Option<String>,
 }
@@ -375,6 +376,11 @@ impl Settings {
             "a Discord channel id",
             |text| text.parse::<u64>().ok().filter(|id| *id != 0),
         )?;
+        let discord_roles = layers.parse(
+            layers.pick(None, "FIXBOT_STAFF_DISCORD_ROLES", join(staff.discord_roles), "staff.discord_roles"),
+            "a comma-separated list of role ids",
+            ids,
+        )?;
         let telegram_chat = layers.parse(
             layers.pick(
                 None,
@@ -496,10 +502,14 @@ impl Settings {
                     threads: threads.unwrap_or(false),
                     shards,
                     staff_channel: discord_channel,
+                    staff_roles: discord_roles.clone().unwrap_or_default(),
                     ..DiscordConfig::default()
                 })
             }
         };
+        if discord_roles.is_some() && discord.is_none() {
+            bail!("staff.discord_roles needs the Discord front-end: set DISCORD_BOT_TOKEN");
+        }
         if discord_channel.is_some() && discord.is_none() {
             bail!("staff.discord_channel needs the Discord front-end: set DISCORD_BOT_TOKEN");
         }
@@ -749,7 +759,7 @@ mod tests {
 
     #[test]
     fn staff_desks_come_from_the_file_and_the_environment() {
-        let (_file, flags) = file("staff:\n  discord_channel: 70\n  telegram_chat: -1001\n");
+        let (_file, flags) = file("staff:\n  discord_channel: 70\n  discord_roles: [71, 72]\n  telegram_chat: -1001\n");
         let variables = [
             ("TELEGRAM_BOT_TOKEN", "1:abcdefgh"),
             ("DISCORD_BOT_TOKEN", "abcdefgh"),
@@ -761,7 +771,8 @@ mod tests {
         assert_eq!(settings.staff.discord_channel, Some(70));
         assert_eq!(settings.staff.telegram_chat, Some(-1002), "the variable beats the file");
         assert_eq!(settings.telegram.unwrap().0.staff_chat, Some(-1002));
-        assert_eq!(settings.discord.unwrap().staff_channel, Some(70));
+        let discord = settings.discord.unwrap();
+        assert_eq!((discord.staff_channel, discord.staff_roles), (Some(70), vec![71, 72]));
         let (url, secret) = settings.staff.webhook.unwrap();
         assert_eq!((url.as_str(), secret.as_str()), ("https://desk.example.test/fixbot", "desk-secret"));
         assert!(settings.secrets.iter().any(|known| known == "desk-secret"), "scrubbed from logs");
@@ -770,6 +781,8 @@ mod tests {
         let no_secret = resolve(Flags::default(), &[("FIXBOT_STAFF_WEBHOOK_URL", "https://desk.example.test/")]);
         assert!(no_secret.unwrap_err().to_string().contains("FIXBOT_STAFF_WEBHOOK_SECRET"));
         let no_front = resolve(Flags::default(), &[("FIXBOT_STAFF_DISCORD_CHANNEL", "70")]);
+        assert!(no_front.unwrap_err().to_string().contains("DISCORD_BOT_TOKEN"));
+        let no_front = resolve(Flags::default(), &[("FIXBOT_STAFF_DISCORD_ROLES", "71")]);
         assert!(no_front.unwrap_err().to_string().contains("DISCORD_BOT_TOKEN"));
         let bad = resolve(Flags::default(), &[("FIXBOT_STAFF_TELEGRAM_CHAT", "staff")]);
         assert!(bad.unwrap_err().to_string().contains("is not a Telegram chat id"));

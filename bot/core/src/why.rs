@@ -4,15 +4,18 @@
 //! path through the flow. Built from the stored case alone: the opening
 //! message is kept redacted, and diagnosis gives the same verdict on the
 //! redacted text (a corpus test holds it to that), so nothing unredacted is
-//! needed to answer.
+//! needed to answer. [`answer`] is the whole command as the front-ends
+//! run it once they know whether the asker is staff.
 
 use std::fmt::Write as _;
 
-use crate::case::{Case, Phase};
+use crate::case::{Case, ConversationKey, Phase};
 use crate::flow::Flows;
 use crate::markup::{Markup, Style};
 use crate::matcher::Owner;
 use crate::redact::Kind;
+use crate::session::Session;
+use crate::store::Store;
 
 /// Patterns listed at most; the rest are counted.
 const MAX_PATTERNS: usize = 8;
@@ -20,6 +23,36 @@ const MAX_PATTERNS: usize = 8;
 const MAX_RUNNERS_UP: usize = 3;
 /// Characters of a pattern shown before it is cut.
 const PATTERN_CHARS: usize = 90;
+
+/// Who asked `/why`, as the front-end judged it by the platform's roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// Staff: a Discord member allowed to manage messages or holding a
+    /// staff role, a Telegram group admin, anyone in the staff chat.
+    Staff,
+    /// Anyone else.
+    Other,
+}
+
+/// The answer to `/why` from `asker` about the case of conversation
+/// `about` (`None` when the command named nobody): the explanation, or
+/// why there is none. Staff-facing, so in English.
+pub async fn answer<S: Store>(session: &Session<S>, asker: Asker, about: Option<&ConversationKey>) -> Markup {
+    let flows = session.flows();
+    let messages = &flows.bot().messages;
+    if asker != Asker::Staff {
+        return messages.why_refused.render();
+    }
+    let Some(key) = about else { return messages.why_how.render() };
+    match session.store().get(key).await {
+        Ok(Some(stored)) => explain(&flows, &stored.case),
+        Ok(None) => messages.why_no_case.render(),
+        Err(error) => {
+            tracing::warn!(%error, "reading a case for /why failed");
+            messages.failure.render()
+        }
+    }
+}
 
 /// The explanation of `case` against the flows loaded now.
 pub fn explain(flows: &Flows, case: &Case) -> Markup {

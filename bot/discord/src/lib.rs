@@ -26,13 +26,15 @@ use fixbot_core::markup::Markup;
 use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
+use fixbot_core::why::{self, Asker};
 use serenity::all::{
     ActionRowComponent, ButtonKind, ButtonStyle, ChannelId, ChannelType, ClientBuilder, Command,
     CommandDataOptionValue, CommandInteraction, CommandOptionType, ComponentInteraction, Context, CreateActionRow,
     CreateAllowedMentions, CreateButton, CreateCommand, CreateCommandOption, CreateInputText,
     CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
     CreateModal, CreateThread, EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http,
-    HttpBuilder, InputTextStyle, Interaction, Message, MessageId, ModalInteraction, Ready, User, UserId,
+    HttpBuilder, InputTextStyle, Interaction, InteractionContext, Member, Message, MessageId, ModalInteraction,
+    Permissions, Ready, User, UserId,
 };
 use serenity::builder::Builder as _;
 use serenity::gateway::{ConnectionStage, ShardStageUpdateEvent};
@@ -76,6 +78,9 @@ pub struct DiscordConfig {
     /// The channel cases are handed to, a thread per case, when it is a
     /// staff desk (needs the message-content intent, to read staff replies).
     pub staff_channel: Option<u64>,
+    /// Roles whose members are staff for `/why`, besides members allowed to
+    /// manage messages.
+    pub staff_roles: Vec<u64>,
 }
 
 /// The name the front-end reports its health and metrics under.
@@ -139,6 +144,7 @@ pub async fn run_with<S: Store + 'static>(
         prompts: Mutex::new(HashMap::new()),
         parents: Mutex::new(HashMap::new()),
         staff_channel,
+        staff_roles: config.staff_roles,
         handovers: handovers.clone(),
     });
     let mut client = ClientBuilder::new_with_http(http.build(), intents).event_handler_arc(handler.clone()).await?;
@@ -216,6 +222,8 @@ struct Handler<S> {
     parents: Mutex<HashMap<ChannelId, Option<ChannelId>>>,
     /// The staff channel, when this front-end is a staff desk.
     staff_channel: Option<ChannelId>,
+    /// Roles whose members may use `/why`.
+    staff_roles: Vec<u64>,
     /// Where handed-over cases go and staff answers come from, when any desk is configured.
     handovers: Option<Arc<Handovers<S>>>,
 }
@@ -431,10 +439,21 @@ impl<S: Store + 'static> Handler<S> {
                     .required(false)
                     .max_length(20),
             ),
+            // Shown to members who may manage messages; server admins can
+            // change that in the server's settings, so `why` checks again.
+            simple("why", &labels.command_why)
+                .add_option(
+                    CreateCommandOption::new(CommandOptionType::User, "user", &labels.command_why_user).required(true),
+                )
+                .default_member_permissions(Permissions::MANAGE_MESSAGES)
+                .contexts(vec![InteractionContext::Guild]),
         ]
     }
 
     async fn command(&self, ctx: &Context, command: CommandInteraction) {
+        if command.data.name == "why" {
+            return self.why(ctx, &command).await;
+        }
         let key = key(command.channel_id, command.user.id);
         let input = if command.data.name == "fix" {
             let text =
@@ -469,6 +488,42 @@ impl<S: Store + 'static> Handler<S> {
         let receipt = format!("discord:{}", command.id);
         let user = user_info(&command.user, command.guild_id, command.channel_id, None);
         self.answer(&ctx.http, &key, input, &receipt, reach, Lang::from_hint(&command.locale), &user).await;
+    }
+
+    /// `/why user:…`: staff see, and only they, why the bot treated that
+    /// person's case in this channel as it did; anyone else is told the
+    /// command is for staff.
+    async fn why(&self, ctx: &Context, command: &CommandInteraction) {
+        let about = command.data.options.iter().find_map(|option| match option.value {
+            CommandDataOptionValue::User(user) => Some(key(command.channel_id, user)),
+            _ => None,
+        });
+        let asker = if self.is_staff(command.member.as_deref()) { Asker::Staff } else { Asker::Other };
+        let answer = why::answer(&self.session, asker, about.as_ref()).await;
+        let mut parts = split(&answer).into_iter();
+        let first = CreateInteractionResponseMessage::new()
+            .content(to_markdown(&parts.next().unwrap_or_default()))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new());
+        let response = CreateInteractionResponse::Message(first);
+        if let Err(error) = self.retry(|| command.create_response(&ctx.http, response.clone())).await {
+            tracing::warn!(%error, "answering a discord /why failed");
+            return;
+        }
+        for part in parts {
+            self.notice(ctx, &command.token, &part).await;
+        }
+    }
+
+    /// Whether `member` is staff: allowed to manage messages (or an
+    /// administrator) in the channel, or holding a configured staff role.
+    fn is_staff(&self, member: Option<&Member>) -> bool {
+        member.is_some_and(|member| {
+            let permitted = member
+                .permissions
+                .is_some_and(|permissions| permissions.manage_messages() || permissions.administrator());
+            permitted || member.roles.iter().any(|role| self.staff_roles.contains(&role.get()))
+        })
     }
 
     /// `/fix` without text opens a form with room for a long paste.

@@ -3,7 +3,9 @@
 //! commands and replies to the bot's own messages, so the bot never answers
 //! chatter that was not meant for it. In the staff chat, a message in a
 //! case's forum topic, or a reply to one of the bot's messages about a case,
-//! is a staff member's message for that case.
+//! is a staff member's message for that case. `/why` is staff's question
+//! about someone's case, wherever it is asked; who may ask is decided when
+//! it is answered.
 
 use fixbot_core::case::ConversationKey;
 use fixbot_core::engine::{Command, Input};
@@ -69,6 +71,23 @@ pub enum Incoming {
         /// Who pressed, as staff see them if the case is handed over.
         user: UserInfo,
     },
+    /// `/why`: staff asking why the bot treated someone's case as it did.
+    Why {
+        /// The asker's own key, which orders their messages.
+        key: ConversationKey,
+        /// The case asked about: the person whose message the command
+        /// replies to in a group, or the private chat of the user id given
+        /// in the staff chat; `None` when it names nobody.
+        about: Option<ConversationKey>,
+        /// Where to answer.
+        place: Place,
+        /// Whom to ask Telegram about: a group's admins are staff. `None`
+        /// in the staff chat, whose members are staff, and in a private
+        /// chat, where nobody is.
+        admin_of_group: Option<UserId>,
+        /// Whether the asker is staff without asking Telegram.
+        staff: bool,
+    },
     /// A staff member's message in a case's thread of the staff chat.
     Staff {
         /// The staff member's own key, which orders their messages.
@@ -86,7 +105,10 @@ impl Incoming {
     /// The conversation the update belongs to.
     pub fn key(&self) -> &ConversationKey {
         match self {
-            Incoming::Message { key, .. } | Incoming::Press { key, .. } | Incoming::Staff { key, .. } => key,
+            Incoming::Message { key, .. }
+            | Incoming::Press { key, .. }
+            | Incoming::Why { key, .. }
+            | Incoming::Staff { key, .. } => key,
         }
     }
 }
@@ -125,14 +147,24 @@ fn read_staff(message: &Message, me: &Me) -> Option<Incoming> {
     let from = message.from.as_ref().filter(|user| !user.is_bot)?;
     let text = message.text()?;
     let chat = message.chat.id;
-    let thread = match topic(message) {
-        Some(ThreadId(MessageId(topic))) => format!("telegram:{}:{topic}", chat.0),
-        None => {
-            let replied = message
-                .reply_to_message()
-                .filter(|replied| replied.from.as_ref().is_some_and(|user| user.id == me.id))?;
-            format!("telegram:{}:#{}", chat.0, find_reference(replied.text()?)?)
-        }
+    let case_thread = match topic(message) {
+        Some(ThreadId(MessageId(topic))) => Some(format!("telegram:{}:{topic}", chat.0)),
+        None => message
+            .reply_to_message()
+            .filter(|replied| replied.from.as_ref().is_some_and(|user| user.id == me.id))
+            .and_then(|replied| Some(format!("telegram:{}:#{}", chat.0, find_reference(replied.text()?)?))),
+    };
+    let Some(thread) = case_thread else {
+        // Outside a case's thread, `/why USER_ID` asks about that user's
+        // private chat with the bot.
+        let about = read_why(text, me)?.parse::<u64>().ok().map(|user| key(ChatId(user as i64), None, UserId(user)));
+        return Some(Incoming::Why {
+            key: key(chat, topic(message), from.id),
+            about,
+            place: Place { chat, thread: topic(message), reply_to: Some(message.id) },
+            admin_of_group: None,
+            staff: true,
+        });
     };
     Some(Incoming::Staff {
         key: key(chat, topic(message), from.id),
@@ -157,6 +189,22 @@ fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
     let from = message.from.as_ref().filter(|user| !user.is_bot)?;
     let text = message.text().or_else(|| message.caption());
     let private = message.chat.is_private();
+    let thread = topic(message);
+    if text.and_then(|text| read_why(text, me)).is_some() {
+        // Staff reply `/why` to the message of the person they ask about.
+        let about = message
+            .reply_to_message()
+            .and_then(|replied| replied.from.as_ref())
+            .filter(|user| !user.is_bot)
+            .map(|user| key(message.chat.id, thread, user.id));
+        return Some(Incoming::Why {
+            key: key(message.chat.id, thread, from.id),
+            about,
+            place: Place { chat: message.chat.id, thread, reply_to: (!private).then_some(message.id) },
+            admin_of_group: (!private).then_some(from.id),
+            staff: false,
+        });
+    }
     let input = match text.and_then(|text| read_command(text, me)) {
         Some(Ok(input)) => input,
         // A command for another bot, or one fixbot does not know, in a group.
@@ -170,7 +218,6 @@ fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
             Input::Text(text.unwrap_or(NO_TEXT).to_owned())
         }
     };
-    let thread = topic(message);
     Some(Incoming::Message {
         key: key(message.chat.id, thread, from.id),
         input,
@@ -183,17 +230,31 @@ fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
 /// Reads `/name[@bot] [text]`: `Some(Ok)` for fixbot's commands, `Some(Err)`
 /// for other commands, `None` for text that is no command.
 fn read_command(text: &str, me: &Me) -> Option<Result<Input, ()>> {
-    let rest = text.trim_start().strip_prefix('/')?;
-    let (word, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let (name, target) = word.split_once('@').unwrap_or((word, ""));
-    if !target.is_empty() && !target.eq_ignore_ascii_case(&me.username) {
-        return Some(Err(()));
-    }
+    let (name, args) = match split_command(text, me)? {
+        Some(command) => command,
+        None => return Some(Err(())),
+    };
     if name.eq_ignore_ascii_case("fix") {
         let args = args.trim();
         return Some(Ok(if args.is_empty() { Input::Command(Command::Start) } else { Input::Text(args.to_owned()) }));
     }
     Some(Command::parse(&format!("/{name} {args}")).map(Input::Command).ok_or(()))
+}
+
+/// `/name[@bot] rest` taken apart into the name and the rest; `Some(None)`
+/// for a command addressed to another bot, `None` for text that is no
+/// command.
+fn split_command<'t>(text: &'t str, me: &Me) -> Option<Option<(&'t str, &'t str)>> {
+    let rest = text.trim_start().strip_prefix('/')?;
+    let (word, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let (name, target) = word.split_once('@').unwrap_or((word, ""));
+    Some((target.is_empty() || target.eq_ignore_ascii_case(&me.username)).then_some((name, args)))
+}
+
+/// The argument of `/why` (trimmed, maybe empty), when `text` is that command for this bot.
+fn read_why<'t>(text: &'t str, me: &Me) -> Option<&'t str> {
+    let (name, args) = split_command(text, me)??;
+    name.eq_ignore_ascii_case("why").then_some(args.trim())
 }
 
 /// The forum topic of a message, if it was sent in one.

@@ -26,11 +26,12 @@ use fixbot_core::lang::Lang;
 use fixbot_core::metrics::metrics;
 use fixbot_core::session::Session;
 use fixbot_core::store::Store;
-use teloxide::payloads::{AnswerCallbackQuerySetters as _, SendMessageSetters as _};
+use fixbot_core::why::{self, Asker};
+use teloxide::payloads::{AnswerCallbackQuerySetters as _, SendMessageSetters as _, SetMyCommandsSetters as _};
 use teloxide::requests::Requester as _;
 use teloxide::types::{
-    AllowedUpdate, BotCommand, CallbackQueryId, ChatId, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup,
-    MessageId, ParseMode, ReplyMarkup, ReplyParameters, Update,
+    AllowedUpdate, BotCommand, BotCommandScope, CallbackQueryId, ChatId, ForceReply, InlineKeyboardButton,
+    InlineKeyboardMarkup, MessageId, ParseMode, ReplyMarkup, ReplyParameters, Update, UserId,
 };
 use teloxide::{Bot, RequestError};
 use tokio::sync::Mutex;
@@ -262,7 +263,14 @@ async fn register_commands<S: Store>(bot: &Bot, session: &Session<S>) {
         ("language", &labels.command_language),
     ]
     .map(|(name, description)| BotCommand::new(name, description.as_str()));
-    if let Err(error) = bot.set_my_commands(commands).await {
+    // Group admins also see `/why`, which only they (and the staff chat) may use.
+    let why = BotCommand::new("why", labels.command_why.as_str());
+    let for_admins = commands.iter().cloned().chain([why]).collect::<Vec<_>>();
+    let registered = async {
+        bot.set_my_commands(commands).await?;
+        bot.set_my_commands(for_admins).scope(BotCommandScope::AllChatAdministrators).await
+    };
+    if let Err(error) = registered.await {
         tracing::warn!(%error, "telegram setMyCommands failed");
     }
 }
@@ -299,6 +307,18 @@ impl<S: Store + 'static> Telegram<S> {
             }
             Incoming::Press { key, query, data, place, message, hint, user } => {
                 self.press(&key, query, &data, place, message, &receipt, hint, &user).await
+            }
+            Incoming::Why { about, place, admin_of_group, staff, .. } => {
+                let staff = staff || self.is_group_admin(place.chat, admin_of_group).await;
+                let asker = if staff { Asker::Staff } else { Asker::Other };
+                let answer = why::answer(&self.session, asker, about.as_ref()).await;
+                // Nothing was stored, so a failed send is not worth a redelivery.
+                for part in split(&answer) {
+                    if self.send(place, &part, None).await.is_err() {
+                        break;
+                    }
+                }
+                return true;
             }
             Incoming::Staff { thread, name, text, .. } => {
                 let Some(handovers) = &self.handovers else { return true };
@@ -455,6 +475,18 @@ impl<S: Store + 'static> Telegram<S> {
             }
         }
         settled
+    }
+
+    /// Whether `user` owns or administers group `chat`, as Telegram says now.
+    async fn is_group_admin(&self, chat: ChatId, user: Option<UserId>) -> bool {
+        let Some(user) = user else { return false };
+        match self.edits.call(None, || self.bot.get_chat_member(chat, user)).await {
+            Ok(member) => member.is_privileged(),
+            Err(error) => {
+                tracing::warn!(%error, "asking telegram whether someone is a group admin failed");
+                false
+            }
+        }
     }
 
     /// Sends one message in a free slot, retrying a 429 and passing failures.

@@ -151,6 +151,10 @@ string_table! {
         command_language_option,
         /// Staff desks: the link in a case packet back to the user's conversation.
         packet_link,
+        /// Staff command menus: what `/why` does.
+        command_why,
+        /// Discord: the description of `/why`'s option, the person asked about.
+        command_why_user,
     }
 }
 
@@ -267,6 +271,12 @@ string_table! {
         staff_user_closed,
         /// Told to staff when one of them closes the case. Slots: `{reference}`, `{name}`.
         staff_case_closed,
+        /// The answer to `/why` from someone who is not staff.
+        why_refused,
+        /// The answer to `/why` about a person with no open case there.
+        why_no_case,
+        /// The answer to `/why` that names nobody: how to name the person.
+        why_how,
     }
 }
 
@@ -446,11 +456,16 @@ pub struct Bot {
 /// so they are not offered for translation.
 const STAFF_FACING: &[&str] = &[
     "labels.packet_link",
+    "labels.command_why",
+    "labels.command_why_user",
     "messages.packet",
     "messages.packet_footer",
     "messages.staff_relay",
     "messages.staff_user_closed",
     "messages.staff_case_closed",
+    "messages.why_refused",
+    "messages.why_no_case",
+    "messages.why_how",
 ];
 
 /// fixbot's own words (`flows/_bot.yaml`): every sentence the bot says
