@@ -424,8 +424,8 @@ impl Settings {
                             telegram.messages_per_second.map(|rate| rate.to_string()),
                             "telegram.messages_per_second",
                         ),
-                        "a number from 1 to 1000",
-                        |text| text.parse().ok().filter(|rate| (1..=1000).contains(rate)),
+                        "a number from 1 to 1000 (up to 1000000 to measure fixbot itself)",
+                        |text| text.parse().ok().filter(|rate| (1..=1_000_000).contains(rate)),
                     )?
                     .unwrap_or(fixbot_telegram::DEFAULT_MESSAGES_PER_SECOND);
                 let webhook = layers.parse(
