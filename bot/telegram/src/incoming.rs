@@ -38,6 +38,17 @@ pub struct Place {
     pub reply_to: Option<MessageId>,
 }
 
+/// Who asks `/why`, as far as the update tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhyAsker {
+    /// A member of the staff chat: staff.
+    StaffChat,
+    /// A member of a group: staff when Telegram says they own or administer it.
+    GroupMember(UserId),
+    /// Someone in a private chat, where nobody is staff.
+    Private,
+}
+
 /// An update the bot acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -81,12 +92,8 @@ pub enum Incoming {
         about: Option<ConversationKey>,
         /// Where to answer.
         place: Place,
-        /// Whom to ask Telegram about: a group's admins are staff. `None`
-        /// in the staff chat, whose members are staff, and in a private
-        /// chat, where nobody is.
-        admin_of_group: Option<UserId>,
-        /// Whether the asker is staff without asking Telegram.
-        staff: bool,
+        /// Who asks, as far as the update tells.
+        asker: WhyAsker,
     },
     /// A staff member's message in a case's thread of the staff chat.
     Staff {
@@ -162,8 +169,7 @@ fn read_staff(message: &Message, me: &Me) -> Option<Incoming> {
             key: key(chat, topic(message), from.id),
             about,
             place: Place { chat, thread: topic(message), reply_to: Some(message.id) },
-            admin_of_group: None,
-            staff: true,
+            asker: WhyAsker::StaffChat,
         });
     };
     Some(Incoming::Staff {
@@ -201,8 +207,7 @@ fn read_message(message: &Message, me: &Me) -> Option<Incoming> {
             key: key(message.chat.id, thread, from.id),
             about,
             place: Place { chat: message.chat.id, thread, reply_to: (!private).then_some(message.id) },
-            admin_of_group: (!private).then_some(from.id),
-            staff: false,
+            asker: if private { WhyAsker::Private } else { WhyAsker::GroupMember(from.id) },
         });
     }
     let input = match text.and_then(|text| read_command(text, me)) {

@@ -36,7 +36,7 @@ use teloxide::types::{
 use teloxide::{Bot, RequestError};
 use tokio::sync::Mutex;
 
-pub use incoming::{Incoming, Me, Place, read_update};
+pub use incoming::{Incoming, Me, Place, WhyAsker, read_update};
 pub use render::{MAX_BUTTONS, MAX_CALLBACK_BYTES, MAX_MESSAGE_UNITS, split, to_html};
 pub use webhook::{WEBHOOK_PATH, valid_secret};
 
@@ -308,8 +308,12 @@ impl<S: Store + 'static> Telegram<S> {
             Incoming::Press { key, query, data, place, message, hint, user } => {
                 self.press(&key, query, &data, place, message, &receipt, hint, &user).await
             }
-            Incoming::Why { about, place, admin_of_group, staff, .. } => {
-                let staff = staff || self.is_group_admin(place.chat, admin_of_group).await;
+            Incoming::Why { about, place, asker, .. } => {
+                let staff = match asker {
+                    WhyAsker::StaffChat => true,
+                    WhyAsker::GroupMember(user) => self.is_group_admin(place.chat, user).await,
+                    WhyAsker::Private => false,
+                };
                 let asker = if staff { Asker::Staff } else { Asker::Other };
                 let answer = why::answer(&self.session, asker, about.as_ref()).await;
                 // Nothing was stored, so a failed send is not worth a redelivery.
@@ -478,8 +482,7 @@ impl<S: Store + 'static> Telegram<S> {
     }
 
     /// Whether `user` owns or administers group `chat`, as Telegram says now.
-    async fn is_group_admin(&self, chat: ChatId, user: Option<UserId>) -> bool {
-        let Some(user) = user else { return false };
+    async fn is_group_admin(&self, chat: ChatId, user: UserId) -> bool {
         match self.edits.call(None, || self.bot.get_chat_member(chat, user)).await {
             Ok(member) => member.is_privileged(),
             Err(error) => {
