@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use fixbot_core::markup::escape_html;
 use fixbot_core::stats::{Stats, SymptomStats};
 
 use super::{cases, pct, step_name, symptom_name};
@@ -57,22 +58,6 @@ thead th { border-bottom: 2px solid #afb8c1; }
 a { color: #0550ae; }
 ";
 
-/// Escapes `text` for HTML and SVG, in element content and in quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// `text` cut to `max` characters with an ellipsis.
 fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -91,16 +76,16 @@ pub fn render(stats: &Stats, period: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n<h1>fixbot statistics</h1>\n",
-        escape(&title)
+        escape_html(&title)
     );
     let totals = &stats.totals;
     if totals.cases == 0 {
-        let _ = writeln!(page, "<p>No outcomes recorded in {}.</p>", escape(period));
+        let _ = writeln!(page, "<p>No outcomes recorded in {}.</p>", escape_html(period));
     } else {
         let _ = writeln!(
             page,
             "<p>Outcomes of {}: {}; {} resolved ({}%), {} escalated ({}%), {} abandoned ({}%), {} open.</p>",
-            escape(period),
+            escape_html(period),
             cases(totals.cases),
             totals.resolved,
             pct(totals.resolved_pct),
@@ -133,7 +118,7 @@ fn overview(page: &mut String, stats: &Stats) {
             "<tr><th scope=\"row\"><a href=\"#symptom-{}\">{}</a></th><td>{}</td><td>{} ({}%)</td><td>{} ({}%)</td>\
              <td>{} ({}%)</td><td>{}</td></tr>",
             index + 1,
-            escape(&symptom_name(symptom)),
+            escape_html(&symptom_name(symptom)),
             ends.cases,
             ends.resolved,
             pct(ends.resolved_pct),
@@ -167,10 +152,10 @@ fn bar(svg: &mut String, track: &Track, class: &str, value: u64, max: u64, y: f6
          <rect class=\"bar {class}\" data-bar=\"{class}\" data-value=\"{value}\" data-max=\"{max}\" \
          x=\"{x}\" y=\"{y}\" width=\"{width:.2}\" height=\"{height}\"><title>{}</title></rect>\
          <text x=\"{:.2}\" y=\"{:.2}\">{}</text>",
-        escape(label),
+        escape_html(label),
         x + length + 8.0,
         y + height - 4.0,
-        escape(&label_figure(label)),
+        escape_html(&label_figure(label)),
     );
 }
 
@@ -183,8 +168,8 @@ fn label_figure(label: &str) -> String {
 fn section(page: &mut String, symptom: &SymptomStats, number: usize) {
     let name = symptom_name(symptom);
     let id = format!("symptom-{number}");
-    let code = symptom.symptom.as_deref().map(|id| format!(" <code>{}</code>", escape(id))).unwrap_or_default();
-    let _ = writeln!(page, "<section aria-labelledby=\"{id}\">\n<h2 id=\"{id}\">{}{code}</h2>", escape(&name));
+    let code = symptom.symptom.as_deref().map(|id| format!(" <code>{}</code>", escape_html(id))).unwrap_or_default();
+    let _ = writeln!(page, "<section aria-labelledby=\"{id}\">\n<h2 id=\"{id}\">{}{code}</h2>", escape_html(&name));
     let ends = &symptom.ends;
     let rows = [
         ("Resolved", "resolved", ends.resolved, Some(ends.resolved_pct)),
@@ -210,8 +195,8 @@ fn section(page: &mut String, symptom: &SymptomStats, number: usize) {
          viewBox=\"0 0 {ENDS_WIDTH} {height}\" width=\"{ENDS_WIDTH}\" height=\"{height}\">\n\
          <title id=\"{id}-ends-title\">How the {} of {} ended</title>\n<desc id=\"{id}-ends-desc\">{}.</desc>\n",
         cases(ends.cases),
-        escape(&name),
-        escape(&summary),
+        escape_html(&name),
+        escape_html(&summary),
     );
     for (row, (label, class, count, share)) in rows.iter().enumerate() {
         let y = 6.0 + row as f64 * 30.0;
@@ -260,13 +245,17 @@ fn steps(page: &mut String, symptom: &SymptomStats, id: &str, name: &str) {
          <rect class=\"fixed\" x=\"0\" y=\"4\" width=\"12\" height=\"12\"/><text x=\"18\" y=\"15\">fixed here</text>\
          <rect class=\"gave-up\" x=\"110\" y=\"4\" width=\"12\" height=\"12\"/>\
          <text x=\"128\" y=\"15\">gave up here (abandoned or escalated)</text>\n",
-        escape(name),
-        escape(&summary),
+        escape_html(name),
+        escape_html(&summary),
     );
     for (row, step) in symptom.steps.iter().enumerate() {
         let y = 28.0 + row as f64 * row_height;
-        let _ =
-            write!(page, "<text x=\"0\" y=\"{:.2}\">{}</text>", y + 13.0, escape(&cut(&step_name(step), LABEL_CHARS)));
+        let _ = write!(
+            page,
+            "<text x=\"0\" y=\"{:.2}\">{}</text>",
+            y + 13.0,
+            escape_html(&cut(&step_name(step), LABEL_CHARS))
+        );
         let (fixed, gave_up) = (step.fixed, step.gave_up());
         bar(page, &STEPS_TRACK, "fixed", fixed, scale, y + 20.0, &format!("Fixed here: {fixed}"));
         bar(page, &STEPS_TRACK, "gave-up", gave_up, scale, y + 37.0, &format!("Gave up here: {gave_up}"));
@@ -279,14 +268,14 @@ fn steps(page: &mut String, symptom: &SymptomStats, id: &str, name: &str) {
     );
     for step in &symptom.steps {
         let code = match (&step.title, &step.step) {
-            (Some(_), Some(id)) => format!(" <code>{}</code>", escape(id)),
+            (Some(_), Some(id)) => format!(" <code>{}</code>", escape_html(id)),
             _ => String::new(),
         };
         let _ = writeln!(
             page,
             "<tr><th scope=\"row\">{}{code}</th><td>{}</td><td>{} ({}%)</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td></tr>",
-            escape(&step_name(step)),
+            escape_html(&step_name(step)),
             step.cases,
             step.fixed,
             pct(step.fixed_pct),
@@ -307,7 +296,6 @@ mod tests {
 
     #[test]
     fn every_text_is_escaped() {
-        assert_eq!(escape("<b>\"Tom\" & 'Jerry'</b>"), "&lt;b&gt;&quot;Tom&quot; &amp; &#39;Jerry&#39;&lt;/b&gt;");
         let record = OutcomeRecord {
             case_id: 1,
             subject: 1,

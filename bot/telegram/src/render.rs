@@ -2,7 +2,7 @@
 //! user pasted can break parsing ("can't parse entities") or inject a tag;
 //! long replies are split at paragraph boundaries within Telegram's limit.
 
-use fixbot_core::markup::{Markup, Style};
+use fixbot_core::markup::{Markup, Style, escape_html};
 
 /// Telegram's limit for a message, in UTF-16 code units after entity parsing.
 pub const MAX_MESSAGE_UNITS: usize = 4096;
@@ -15,31 +15,15 @@ pub const MAX_CALLBACK_BYTES: usize = 64;
 pub fn to_html(markup: &Markup) -> String {
     let mut html = String::new();
     for span in &markup.spans {
-        let text = escape(&span.text);
+        let text = escape_html(&span.text);
         match &span.style {
             Style::Plain => html.push_str(&text),
             Style::Bold => html.push_str(&format!("<b>{text}</b>")),
             Style::Code => html.push_str(&format!("<code>{text}</code>")),
-            Style::Link(url) => html.push_str(&format!("<a href=\"{}\">{text}</a>", escape(url))),
+            Style::Link(url) => html.push_str(&format!("<a href=\"{}\">{text}</a>", escape_html(url))),
         }
     }
     html
-}
-
-/// Escapes the three characters Telegram's HTML parser treats specially, and
-/// the quote for attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Splits `markup` into messages within Telegram's limit, which counts

@@ -6,6 +6,7 @@
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use fixbot_core::markup::escape_html;
 use fixbot_core::store::Store;
 
 use crate::{Shared, valid_colour};
@@ -73,30 +74,4 @@ fn asset(content_type: &'static str, body: String) -> Response {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
-}
-
-fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn titles_are_escaped() {
-        assert_eq!(
-            super::escape_html("<b>\"IT\" & 'help'</b>"),
-            "&lt;b&gt;&quot;IT&quot; &amp; &#39;help&#39;&lt;/b&gt;"
-        );
-    }
 }
