@@ -162,15 +162,14 @@ fn cells<const N: usize>(cells: [&str; N]) -> Vec<String> {
     cells.iter().map(|cell| (*cell).to_owned()).collect()
 }
 
-/// The figures as aligned plain text: one line per symptom, then each
-/// symptom's steps.
-pub fn render_table(stats: &Stats, period: &str) -> String {
+/// The one sentence over every symptom that the table and the report open with.
+fn overall(stats: &Stats, period: &str) -> String {
     let totals = &stats.totals;
     if totals.cases == 0 {
-        return format!("No outcomes recorded in {period}.\n");
+        return format!("No outcomes recorded in {period}.");
     }
-    let mut out = format!(
-        "Outcomes of {period}: {}; {} resolved ({}%), {} escalated ({}%), {} abandoned ({}%), {} open.\n\n",
+    format!(
+        "Outcomes of {period}: {}; {} resolved ({}%), {} escalated ({}%), {} abandoned ({}%), {} open.",
         cases(totals.cases),
         totals.resolved,
         pct(totals.resolved_pct),
@@ -179,7 +178,16 @@ pub fn render_table(stats: &Stats, period: &str) -> String {
         totals.abandoned,
         pct(totals.abandoned_pct),
         totals.open,
-    );
+    )
+}
+
+/// The figures as aligned plain text: one line per symptom, then each
+/// symptom's steps.
+pub fn render_table(stats: &Stats, period: &str) -> String {
+    if stats.totals.cases == 0 {
+        return format!("{}\n", overall(stats, period));
+    }
+    let mut out = format!("{}\n\n", overall(stats, period));
     let mut rows = vec![cells(["symptom", "cases", "resolved %", "escalated %", "abandoned %", "open"])];
     for symptom in &stats.symptoms {
         let ends = &symptom.ends;

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use fixbot_core::markup::escape_html;
 use fixbot_core::stats::{Stats, SymptomStats};
 
-use super::{cases, pct, step_name, symptom_name};
+use super::{cases, overall, pct, step_name, symptom_name};
 
 /// Width of the ends chart's drawing, in SVG units; the page scales it.
 const ENDS_WIDTH: f64 = 520.0;
@@ -78,23 +78,8 @@ pub fn render(stats: &Stats, period: &str) -> String {
          <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n<h1>fixbot statistics</h1>\n",
         escape_html(&title)
     );
-    let totals = &stats.totals;
-    if totals.cases == 0 {
-        let _ = writeln!(page, "<p>No outcomes recorded in {}.</p>", escape_html(period));
-    } else {
-        let _ = writeln!(
-            page,
-            "<p>Outcomes of {}: {}; {} resolved ({}%), {} escalated ({}%), {} abandoned ({}%), {} open.</p>",
-            escape_html(period),
-            cases(totals.cases),
-            totals.resolved,
-            pct(totals.resolved_pct),
-            totals.escalated,
-            pct(totals.escalated_pct),
-            totals.abandoned,
-            pct(totals.abandoned_pct),
-            totals.open,
-        );
+    let _ = writeln!(page, "<p>{}</p>", escape_html(&overall(stats, period)));
+    if stats.totals.cases > 0 {
         overview(&mut page, stats);
         for (index, symptom) in stats.symptoms.iter().enumerate() {
             section(&mut page, symptom, index + 1);
