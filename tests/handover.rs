@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::fake_discord::{FakeDiscord, Place, Post};
 use crate::fake_telegram::{Chat, ChatKind, FakeTelegram, Sent};
 use crate::support::{free_address, shipped_flows, spawn_serve};
-use crate::telegram::{button, user};
+use crate::telegram::{Harness, button, user};
 
 const ICLOUD_FULL: &str = "This iPhone cannot be backed up because there is not enough iCloud storage available.";
 const WAIT: Duration = Duration::from_secs(20);
@@ -41,13 +41,13 @@ pub(crate) fn staffed_session() -> Arc<Session<AnyStore>> {
 }
 
 /// A front-end running in-process until stopped.
-pub(crate) struct Running {
+struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl Running {
-    pub(crate) async fn stop(mut self) {
+    async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(WAIT, self.task).await.expect("the front-end stops").unwrap();
     }
@@ -57,24 +57,12 @@ pub(crate) async fn start_telegram(
     fake: &FakeTelegram,
     handovers: &Arc<Handovers<AnyStore>>,
     staff: Option<i64>,
-) -> Running {
-    let config = TelegramConfig {
-        api_url: Some(fake.api_url().parse().unwrap()),
-        staff_chat: staff,
-        ..TelegramConfig::new(fake.token())
-    };
+) -> Harness {
+    let config = TelegramConfig { staff_chat: staff, ..crate::telegram::config(fake) };
     let session = handovers.session().clone();
     let codec = ButtonCodec::new(b"test secret");
     let frontend = fixbot_telegram::connect_with(config, session, codec, Some(handovers.clone())).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        frontend.poll(Duration::from_secs(1), shutdown).await.unwrap();
-    });
-    fake.wait_for(|calls| calls.iter().any(|call| call.method == "getupdates"), WAIT).await;
-    Running { stop: Some(stop), task }
+    Harness::polling(fake, frontend).await
 }
 
 async fn start_discord(fake: &FakeDiscord, handovers: &Arc<Handovers<AnyStore>>) -> Running {

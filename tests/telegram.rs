@@ -32,6 +32,11 @@ impl Harness {
     pub(crate) async fn start(fake: &FakeTelegram, store: AnyStore) -> Harness {
         let session = Arc::new(Session::new(store, shipped_flows(), EngineConfig::default()));
         let frontend = fixbot_telegram::connect(config(fake), session, ButtonCodec::new(b"test secret")).await.unwrap();
+        Harness::polling(fake, frontend).await
+    }
+
+    /// Runs `frontend` by long polling until stopped, once it has asked for updates.
+    pub(crate) async fn polling(fake: &FakeTelegram, frontend: fixbot_telegram::Frontend<AnyStore>) -> Harness {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -55,7 +60,7 @@ impl Harness {
     }
 }
 
-fn config(fake: &FakeTelegram) -> TelegramConfig {
+pub(crate) fn config(fake: &FakeTelegram) -> TelegramConfig {
     TelegramConfig { api_url: Some(fake.api_url().parse().unwrap()), ..TelegramConfig::new(fake.token()) }
 }
 
