@@ -167,6 +167,19 @@ struct Compiled {
     anchor: Anchor,
 }
 
+/// What one diagnosis knows of a pattern so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tried {
+    /// Not run yet.
+    Not,
+    /// It matched.
+    Fired,
+    /// Run last anchored here, without a match.
+    At(usize),
+    /// Run over the whole message, without a match.
+    Everywhere,
+}
+
 /// What a pattern's literals tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Anchor {
@@ -340,59 +353,65 @@ impl Matcher {
     }
 
     /// The indices of the patterns that match `haystack`, in order.
+    ///
+    /// Patterns run as the literal automaton finds their literals, in the
+    /// message's order; one that has fired, or a suffix-literal pattern that
+    /// has run once over the whole message, is not run again.
     fn fired(&self, haystack: &[u8]) -> Vec<usize> {
         let mut caches = self.caches.get();
-        let mut fired = vec![false; self.patterns.len()];
-        // (pattern, start): where each pattern may match; `u32::MAX` for
-        // anywhere. Sorted, each place is tried once and in pattern order.
-        let mut places: Vec<(u32, u32)> = self
-            .literals
-            .find_overlapping_iter(haystack)
-            .flat_map(|found| {
-                let literal = found.pattern().as_usize();
-                let owners = &self.literal_owners
-                    [self.literal_starts[literal] as usize..self.literal_starts[literal + 1] as usize];
-                owners.iter().map(move |&pattern| {
-                    let start = match self.patterns[pattern as usize].anchor {
-                        Anchor::Prefix => found.start() as u32,
-                        Anchor::Suffix | Anchor::None => u32::MAX,
-                    };
-                    (pattern, start)
-                })
-            })
-            .chain(self.everywhere.iter().map(|&pattern| (pattern as u32, u32::MAX)))
-            .collect();
-        places.sort_unstable();
-        places.dedup();
-        for (pattern, start) in places {
-            let pattern = pattern as usize;
-            if fired[pattern] {
-                continue;
+        let mut state = vec![Tried::Not; self.patterns.len()];
+        for found in self.literals.find_overlapping_iter(haystack) {
+            let literal = found.pattern().as_usize();
+            let owners =
+                &self.literal_owners[self.literal_starts[literal] as usize..self.literal_starts[literal + 1] as usize];
+            for &pattern in owners {
+                let pattern = pattern as usize;
+                let start = match (self.patterns[pattern].anchor, state[pattern]) {
+                    (_, Tried::Fired | Tried::Everywhere) => continue,
+                    // Two literals of one pattern can start at one place.
+                    (Anchor::Prefix, Tried::At(start)) if start == found.start() => continue,
+                    (Anchor::Prefix, _) => Some(found.start()),
+                    (Anchor::Suffix | Anchor::None, _) => None,
+                };
+                state[pattern] = self.run(pattern, haystack, start, &mut caches);
             }
-            let input = match start {
-                u32::MAX => Input::new(haystack).earliest(true),
-                start => Input::new(haystack).range(start as usize..).anchored(Anchored::Yes).earliest(true),
-            };
-            // The DFA only gives up past the cache capacity for a search; the
-            // regex crate would then fall back to a slower engine, and so do we.
-            let dfa = &self.patterns[pattern].dfa;
-            let cache = caches[pattern].get_or_insert_with(|| dfa.create_cache());
-            fired[pattern] = match dfa.try_search_fwd(cache, &input) {
-                Ok(found) => found.is_some(),
-                Err(_) => self.fallback(pattern, haystack, start),
-            };
         }
-        fired.iter().enumerate().filter(|(_, fired)| **fired).map(|(index, _)| index).collect()
+        for &pattern in &self.everywhere {
+            state[pattern] = self.run(pattern, haystack, None, &mut caches);
+        }
+        state.iter().enumerate().filter(|(_, state)| **state == Tried::Fired).map(|(index, _)| index).collect()
+    }
+
+    /// Runs pattern `index` over `haystack`, anchored at `start` when given,
+    /// and says what is now known of it.
+    fn run(&self, index: usize, haystack: &[u8], start: Option<usize>, caches: &mut [Option<Cache>]) -> Tried {
+        let input = match start {
+            None => Input::new(haystack).earliest(true),
+            Some(start) => Input::new(haystack).range(start..).anchored(Anchored::Yes).earliest(true),
+        };
+        // The DFA only gives up past the cache capacity for a search; the
+        // regex crate would then fall back to a slower engine, and so do we.
+        let dfa = &self.patterns[index].dfa;
+        let cache = caches[index].get_or_insert_with(|| dfa.create_cache());
+        let matched = match dfa.try_search_fwd(cache, &input) {
+            Ok(found) => found.is_some(),
+            Err(_) => self.fallback(index, haystack, start),
+        };
+        match (matched, start) {
+            (true, _) => Tried::Fired,
+            (false, None) => Tried::Everywhere,
+            (false, Some(start)) => Tried::At(start),
+        }
     }
 
     /// Runs pattern `index` with the regex crate, when its lazy DFA gave up.
-    fn fallback(&self, index: usize, haystack: &[u8], start: u32) -> bool {
+    fn fallback(&self, index: usize, haystack: &[u8], start: Option<usize>) -> bool {
         let Some(regex) = self.fallbacks[index].get_or_init(|| compile(&self.sources[index]).ok()) else {
             return false;
         };
         match start {
-            u32::MAX => regex.is_match(haystack),
-            start => regex.find_at(haystack, start as usize).is_some_and(|found| found.start() == start as usize),
+            None => regex.is_match(haystack),
+            Some(start) => regex.find_at(haystack, start).is_some_and(|found| found.start() == start),
         }
     }
 
