@@ -8,8 +8,9 @@
 //!   Schemas for editors ([`flow::schema`]); translations beside them.
 //! - [`lang`]: the five languages, platform locale hints, and the detector
 //!   that guesses a paste's language; translations load in `flow`.
-//! - [`matcher`]: a literal prefilter over every pattern and one lazy DFA
-//!   per pattern; a message becomes a [`matcher::Diagnosis`].
+//! - [`matcher`]: the patterns' pieces, each a lazy DFA run only where a
+//!   literal automaton finds its literals; a message becomes a
+//!   [`matcher::Diagnosis`].
 //! - [`engine`]: the pure state machine. A case, an input and the time in,
 //!   the next case, the replies and the outcome records out.
 //! - [`session`]: runs the engine against a [`store::Store`], one message of

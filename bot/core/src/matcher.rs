@@ -2,42 +2,21 @@
 //! vetoes, and a verdict. Ties and weak scores become a clarifying question,
 //! never a guess.
 //!
-//! How patterns are run (see ARCHITECTURE.md for the measurements): every
-//! pattern gets a lazy DFA of its own, and one Aho-Corasick automaton holds
-//! the literals that every match of a pattern starts with (its prefixes, as
-//! `regex-syntax` extracts them), or failing that ends with. One pass of the
-//! automaton over the message finds where patterns can match; a pattern is
-//! run only there, anchored at each place its prefix occurs, so its DFA
-//! never tracks every possible start at once (which is what made one
-//! unanchored set over everything, or a set per flow, slow: patterns like
-//! `backup.{0,100}icloud` blow up into huge states). The few patterns
-//! without usable literals are run unanchored on every message.
+//! Which patterns fire is [`patterns`]' job (a literal automaton and lazy
+//! DFAs run only where literals allow); this file turns that into scores.
+
+mod patterns;
 
 use std::collections::BTreeMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
-use regex::bytes::{Regex, RegexBuilder};
-use regex_automata::hybrid::dfa::{Cache, DFA};
-use regex_automata::nfa::thompson;
-use regex_automata::util::pool::Pool;
-use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input};
-use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex::bytes::Regex;
 
 use crate::flow::{Platform, Settings};
 use crate::markup::MAX_SLOT_CHARS;
 use crate::text::fold;
 
-/// Compiled-program budget of one pattern.
-const SIZE_LIMIT: usize = 64 << 20;
-/// How much one pattern's lazy DFA may cache before it starts over.
-const CACHE_CAPACITY: usize = 8 << 20;
-/// Literals shorter than this are too common to narrow anything down.
-const MIN_LITERAL: usize = 2;
-/// At most this many literals per pattern; past it the extractor shortens
-/// them (still prefixes of every match) until they fit. A pattern whose
-/// literals come out too short under the first limit tries the next.
-const MAX_LITERALS: [usize; 3] = [48, 256, 1024];
+pub use patterns::BuildError;
+use patterns::PatternSet;
 
 /// What a pattern counts towards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,133 +98,33 @@ impl Diagnosis {
     }
 }
 
-/// Makes one thread's (empty) set of caches.
-type CacheFactory =
-    Box<dyn Fn() -> Vec<Option<Cache>> + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe>;
-
-/// A pool whose threads start with no cache at all.
-fn cache_pool(patterns: usize) -> Pool<Vec<Option<Cache>>, CacheFactory> {
-    Pool::new(Box::new(move || (0..patterns).map(|_| None).collect()))
-}
-
 /// All patterns of all flows, compiled once at load.
 pub struct Matcher {
-    /// Each pattern's DFA and where it may start, by pattern index.
-    patterns: Vec<Compiled>,
-    /// The literals of every pattern that has usable ones, each once.
-    literals: AhoCorasick,
-    /// The patterns of literal `i`: `literal_owners[literal_starts[i]..literal_starts[i + 1]]`.
-    literal_starts: Vec<u32>,
-    literal_owners: Vec<u32>,
-    /// Patterns without usable literals: run on every message.
-    everywhere: Vec<usize>,
-    /// One lazy-DFA cache per pattern, per thread diagnosing at once, each
-    /// made the first time its pattern runs: most patterns never run on most
-    /// messages, and 300 empty caches alone would hold 20 MB.
-    caches: Pool<Vec<Option<Cache>>, CacheFactory>,
+    patterns: PatternSet,
     owners: Vec<Owner>,
-    sources: Vec<String>,
     /// Only patterns with named groups are compiled a second time, for captures.
     capturing: Vec<Option<Regex>>,
-    /// The regex crate's engine for a pattern whose lazy DFA gave up,
-    /// compiled the first time that happens.
-    fallbacks: Vec<std::sync::OnceLock<Option<Regex>>>,
     flow_count: usize,
     settings: Settings,
 }
 
 impl std::fmt::Debug for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Matcher").field("patterns", &self.sources.len()).finish_non_exhaustive()
+        f.debug_struct("Matcher").field("patterns", &self.patterns).finish_non_exhaustive()
     }
-}
-
-/// One pattern, ready to run.
-struct Compiled {
-    dfa: DFA,
-    /// Where its literals say it may match.
-    anchor: Anchor,
-}
-
-/// What one diagnosis knows of a pattern so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tried {
-    /// Not run yet.
-    Not,
-    /// It matched.
-    Fired,
-    /// Run last anchored here, without a match.
-    At(usize),
-    /// Run over the whole message, without a match.
-    Everywhere,
-}
-
-/// What a pattern's literals tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Anchor {
-    /// Every match starts with one: run anchored where one starts.
-    Prefix,
-    /// Every match ends with one: when one occurs, run once, unanchored.
-    Suffix,
-    /// None usable: run unanchored on every message.
-    None,
-}
-
-/// Why the patterns could not be compiled.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// A pattern did not compile.
-    #[error("regex `{pattern}`: {reason}")]
-    Pattern {
-        /// The pattern.
-        pattern: String,
-        /// What failed.
-        reason: String,
-    },
-    /// The literal automaton could not be built.
-    #[error("literal prefilter: {0}")]
-    Literals(#[from] aho_corasick::BuildError),
-}
-
-/// The literals (lower-cased) that every match of `hir` starts with
-/// (`Prefix`) or ends with (`Suffix`), if they are few and long enough to be
-/// worth looking for.
-fn literals(hir: &regex_syntax::hir::Hir, kind: ExtractKind) -> Option<Vec<Vec<u8>>> {
-    MAX_LITERALS.iter().find_map(|&limit| literals_within(hir, kind.clone(), limit))
-}
-
-/// Like [`literals`], with at most `limit` of them.
-fn literals_within(hir: &regex_syntax::hir::Hir, kind: ExtractKind, limit: usize) -> Option<Vec<Vec<u8>>> {
-    let mut extractor = Extractor::new();
-    extractor.kind(kind).limit_total(limit);
-    let mut seq = extractor.extract(hir);
-    seq.dedup();
-    let literals = seq.literals()?;
-    let shortest = literals.iter().map(|literal| literal.as_bytes().len()).min()?;
-    if shortest < MIN_LITERAL {
-        return None;
-    }
-    let mut literals: Vec<Vec<u8>> = literals.iter().map(|literal| literal.as_bytes().to_ascii_lowercase()).collect();
-    literals.sort_unstable();
-    literals.dedup();
-    Some(literals)
 }
 
 /// Checks one pattern on its own: it parses, it is written in the folded
 /// form messages are matched in, and it cannot match an empty message.
 /// Parsing alone is enough here; the pattern is compiled once, in its set.
+/// Case does not change whether a pattern parses or what lengths it
+/// matches, and folding case makes parsing several times slower.
 pub fn check_pattern(source: &str) -> Result<(), String> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .case_insensitive(true)
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(source)
-        .map_err(|error| {
-            let text = error.to_string();
-            let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(&text);
-            format!("invalid regex `{source}`: {}", reason.trim().trim_start_matches("error: "))
-        })?;
+    let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(source).map_err(|error| {
+        let text = error.to_string();
+        let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(&text);
+        format!("invalid regex `{source}`: {}", reason.trim().trim_start_matches("error: "))
+    })?;
     if let Some(c) = source.chars().find(|&c| !c.is_whitespace() && fold(&c.to_string()) != c.to_string()) {
         return Err(format!(
             "regex `{source}` contains `{c}`, which never matches: messages are matched with accents removed and quotes straightened (write `{}`)",
@@ -263,184 +142,53 @@ pub fn check_pattern(source: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Patterns run over bytes with Unicode classes off: the folded text is
-/// (nearly) ASCII, and ASCII-only `\\w`, `[^.]` and case folding keep the
-/// automata small.
-fn compile(source: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(source).case_insensitive(true).unicode(false).size_limit(SIZE_LIMIT).build()
-}
-
 impl Matcher {
-    /// Compiles every pattern and the literal automaton. Patterns are
-    /// assumed to have passed [`check_pattern`].
+    /// Compiles every pattern. Patterns are assumed to have passed
+    /// [`check_pattern`].
     pub fn build(specs: Vec<PatternSpec>, flow_count: usize, settings: &Settings) -> Result<Matcher, BuildError> {
-        let failed = |pattern: &str, reason: String| BuildError::Pattern { pattern: pattern.to_owned(), reason };
-        let mut patterns = Vec::with_capacity(specs.len());
-        // Each literal once, with every pattern it stands for.
-        let mut owners_of: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
-        let mut everywhere = Vec::new();
-        for (index, spec) in specs.iter().enumerate() {
-            // Literals come from the pattern as written (case-sensitive), and
-            // the automaton matches them ignoring ASCII case, as the DFA does.
-            let hir = regex_syntax::ParserBuilder::new()
-                .unicode(false)
-                .utf8(false)
-                .build()
-                .parse(&spec.source)
-                .map_err(|error| failed(&spec.source, error.to_string()))?;
-            let toggles_case = spec.source.contains("(?-i") || spec.source.contains("(?i");
-            let found = if toggles_case {
-                None
-            } else if let Some(literals) = literals(&hir, ExtractKind::Prefix) {
-                Some((Anchor::Prefix, literals))
-            } else {
-                literals(&hir, ExtractKind::Suffix).map(|literals| (Anchor::Suffix, literals))
-            };
-            let anchor = match found {
-                Some((anchor, literals)) => {
-                    for literal in literals {
-                        owners_of.entry(literal).or_default().push(index as u32);
-                    }
-                    anchor
-                }
-                None => {
-                    everywhere.push(index);
-                    Anchor::None
-                }
-            };
-            let dfa = DFA::builder()
-                .syntax(syntax::Config::new().case_insensitive(true).unicode(false).utf8(false))
-                .thompson(thompson::Config::new().which_captures(thompson::WhichCaptures::None))
-                .configure(DFA::config().cache_capacity(CACHE_CAPACITY).skip_cache_capacity_check(true))
-                .build(&spec.source)
-                .map_err(|error| failed(&spec.source, error.to_string()))?;
-            patterns.push(Compiled { dfa, anchor });
-        }
-        let literals = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(owners_of.keys())?;
-        let mut literal_starts = vec![0u32];
-        let mut literal_owners = Vec::new();
-        for owners in owners_of.values() {
-            literal_owners.extend(owners);
-            literal_starts.push(literal_owners.len() as u32);
-        }
         let mut capturing = Vec::with_capacity(specs.len());
         for spec in &specs {
             let has_names = spec.source.contains("(?P<") || spec.source.contains("(?<");
-            let regex = if has_names {
-                Some(compile(&spec.source).map_err(|error| failed(&spec.source, error.to_string()))?)
-            } else {
-                None
+            let regex = match has_names {
+                true => Some(patterns::compile(&spec.source).map_err(|error| BuildError::Pattern {
+                    pattern: spec.source.clone(),
+                    reason: error.to_string(),
+                })?),
+                false => None,
             };
             capturing.push(regex);
         }
-        Ok(Matcher {
-            patterns,
-            literals,
-            literal_starts,
-            literal_owners,
-            everywhere,
-            caches: cache_pool(specs.len()),
-            fallbacks: specs.iter().map(|_| std::sync::OnceLock::new()).collect(),
-            owners: specs.iter().map(|spec| spec.owner).collect(),
-            sources: specs.into_iter().map(|spec| spec.source).collect(),
-            capturing,
-            flow_count,
-            settings: settings.clone(),
-        })
-    }
-
-    /// The indices of the patterns that match `haystack`, in order.
-    ///
-    /// Patterns run as the literal automaton finds their literals, in the
-    /// message's order; one that has fired, or a suffix-literal pattern that
-    /// has run once over the whole message, is not run again.
-    fn fired(&self, haystack: &[u8]) -> Vec<usize> {
-        let mut caches = self.caches.get();
-        let mut state = vec![Tried::Not; self.patterns.len()];
-        for found in self.literals.find_overlapping_iter(haystack) {
-            let literal = found.pattern().as_usize();
-            let owners =
-                &self.literal_owners[self.literal_starts[literal] as usize..self.literal_starts[literal + 1] as usize];
-            for &pattern in owners {
-                let pattern = pattern as usize;
-                let start = match (self.patterns[pattern].anchor, state[pattern]) {
-                    (_, Tried::Fired | Tried::Everywhere) => continue,
-                    // Two literals of one pattern can start at one place.
-                    (Anchor::Prefix, Tried::At(start)) if start == found.start() => continue,
-                    (Anchor::Prefix, _) => Some(found.start()),
-                    (Anchor::Suffix | Anchor::None, _) => None,
-                };
-                state[pattern] = self.run(pattern, haystack, start, &mut caches);
-            }
-        }
-        for &pattern in &self.everywhere {
-            state[pattern] = self.run(pattern, haystack, None, &mut caches);
-        }
-        state.iter().enumerate().filter(|(_, state)| **state == Tried::Fired).map(|(index, _)| index).collect()
-    }
-
-    /// Runs pattern `index` over `haystack`, anchored at `start` when given,
-    /// and says what is now known of it.
-    fn run(&self, index: usize, haystack: &[u8], start: Option<usize>, caches: &mut [Option<Cache>]) -> Tried {
-        let input = match start {
-            None => Input::new(haystack).earliest(true),
-            Some(start) => Input::new(haystack).range(start..).anchored(Anchored::Yes).earliest(true),
-        };
-        // The DFA only gives up past the cache capacity for a search; the
-        // regex crate would then fall back to a slower engine, and so do we.
-        let dfa = &self.patterns[index].dfa;
-        let cache = caches[index].get_or_insert_with(|| dfa.create_cache());
-        let matched = match dfa.try_search_fwd(cache, &input) {
-            Ok(found) => found.is_some(),
-            Err(_) => self.fallback(index, haystack, start),
-        };
-        match (matched, start) {
-            (true, _) => Tried::Fired,
-            (false, None) => Tried::Everywhere,
-            (false, Some(start)) => Tried::At(start),
-        }
-    }
-
-    /// Runs pattern `index` with the regex crate, when its lazy DFA gave up.
-    fn fallback(&self, index: usize, haystack: &[u8], start: Option<usize>) -> bool {
-        let Some(regex) = self.fallbacks[index].get_or_init(|| compile(&self.sources[index]).ok()) else {
-            return false;
-        };
-        match start {
-            None => regex.is_match(haystack),
-            Some(start) => regex.find_at(haystack, start).is_some_and(|found| found.start() == start),
-        }
+        let owners = specs.iter().map(|spec| spec.owner).collect();
+        let patterns = PatternSet::build(specs.into_iter().map(|spec| spec.source).collect())?;
+        Ok(Matcher { patterns, owners, capturing, flow_count, settings: settings.clone() })
     }
 
     /// Drops every cache the searches so far have grown (the checks made
     /// at load run every example once; a bot that has just started should
     /// not carry what they grew).
     pub fn release_caches(&mut self) {
-        self.caches = cache_pool(self.patterns.len());
+        self.patterns.release_caches();
     }
 
     /// How many patterns there are.
     pub fn len(&self) -> usize {
-        self.sources.len()
+        self.patterns.len()
     }
 
     /// Whether there are no patterns.
     pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
+        self.patterns.len() == 0
     }
 
     /// The source and owner of pattern `index`, for explaining a diagnosis.
     pub fn pattern(&self, index: usize) -> (&str, Owner) {
-        (&self.sources[index], self.owners[index])
+        (self.patterns.source(index), self.owners[index])
     }
 
     /// Diagnoses a message with one pass of the set over its folded form.
     pub fn diagnose(&self, text: &str) -> Diagnosis {
         let folded = fold(text);
-        let fired = self.fired(folded.as_bytes());
+        let fired = self.patterns.matching(folded.as_bytes());
         let mut scores = vec![0u32; self.flow_count];
         let mut vetoed = vec![false; self.flow_count];
         let (mut ios, mut android) = (false, false);
