@@ -308,8 +308,10 @@ fn main() {
     if run("session") {
         sessions(&mut figures);
     }
-    if run("system") {
+    if run("system idle") {
         system::idle_memory(&mut figures);
+    }
+    if run("system latency") {
         system::webhook_latency(&mut figures);
     }
     let mut table = String::from("| what | measured | target | met |\n| --- | --- | --- | --- |\n");

@@ -41,6 +41,7 @@ pub mod lang;
 pub mod markup;
 pub mod matcher;
 pub mod metrics;
+mod parallel;
 pub mod redact;
 pub mod session;
 pub mod stats;

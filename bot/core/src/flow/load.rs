@@ -214,8 +214,9 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         }
     }
     specs.extend(platform_specs);
-    for (path, spec) in &specs {
-        if let Err(reason) = check_pattern(&spec.source) {
+    let checked = crate::parallel::on_every_core(specs.len(), |index| check_pattern(&specs[index].1.source));
+    for ((path, spec), checked) in specs.iter().zip(checked) {
+        if let Err(reason) = checked {
             problems.set_file(path);
             problems.push(spec.line, reason);
         }

@@ -298,43 +298,11 @@ fn draft(pattern: usize, source: &str) -> Result<Vec<Draft>, BuildError> {
     Ok(drafts)
 }
 
-/// `work(0..count)` on every core, in order. Loading compiles hundreds of
-/// patterns that do not depend on each other.
-fn on_every_core<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get()).min(count);
-    if threads <= 1 {
-        return (0..count).map(work).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if index >= count {
-                            return done;
-                        }
-                        done.push((index, work(index)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    });
-    done.sort_unstable_by_key(|(index, _)| *index);
-    done.into_iter().map(|(_, value)| value).collect()
-}
-
 impl PatternSet {
     /// Cuts and compiles every pattern and builds the literal automaton.
     /// Patterns are assumed to have passed `check_pattern`.
     pub fn build(sources: Vec<String>) -> Result<PatternSet, BuildError> {
-        let drafts = on_every_core(sources.len(), |pattern| draft(pattern, &sources[pattern]));
+        let drafts = crate::parallel::on_every_core(sources.len(), |pattern| draft(pattern, &sources[pattern]));
         let mut pieces = Vec::with_capacity(drafts.len());
         // Each literal once, with what it is to every piece.
         let mut roles_of: BTreeMap<Vec<u8>, Vec<Role>> = BTreeMap::new();
