@@ -449,33 +449,33 @@ impl FakeTelegram {
     /// Polls every 20 ms until `what` holds for the calls so far, and returns them; panics
     /// with the calls so far after `timeout`.
     pub async fn wait_for(&self, what: impl Fn(&[Call]) -> bool, timeout: Duration) -> Vec<Call> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let calls = self.calls();
-            if what(&calls) {
-                return calls;
-            }
-            if Instant::now() >= deadline {
-                panic!("timed out after {timeout:?} waiting on the bot; calls so far:\n{}", describe(&calls));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.poll(timeout, || Some(self.calls()).filter(|calls| what(calls)), || "on the bot".to_owned()).await
     }
 
     /// Waits until at least `count` messages were sent, and returns all sent messages; panics
     /// with the calls so far after `timeout`.
     pub async fn wait_for_sent(&self, count: usize, timeout: Duration) -> Vec<Sent> {
+        let enough = || Some(self.sent()).filter(|sent| sent.len() >= count);
+        self.poll(timeout, enough, || format!("for {count} sent messages")).await
+    }
+
+    /// Waits until the bot has acknowledged update `id` ([`FakeTelegram::acknowledged`]);
+    /// panics with the calls so far after `timeout`.
+    pub async fn wait_acknowledged(&self, id: i64, timeout: Duration) {
+        self.poll(timeout, || self.acknowledged(id).then_some(()), || format!("for update {id} to be acknowledged"))
+            .await
+    }
+
+    /// Polls every 20 ms until `check` finds something; panics after `timeout` with what
+    /// was awaited (`failure`) and the calls so far.
+    async fn poll<T>(&self, timeout: Duration, check: impl Fn() -> Option<T>, failure: impl Fn() -> String) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            let sent = self.sent();
-            if sent.len() >= count {
-                return sent;
+            if let Some(found) = check() {
+                return found;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {count} sent messages; calls so far:\n{}",
-                    describe(&self.calls())
-                );
+                panic!("timed out after {timeout:?} waiting {}; calls so far:\n{}", failure(), describe(&self.calls()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -300,11 +300,7 @@ async fn a_killed_server_resumes_and_old_buttons_carry_on() {
     // killed between its answer and that, Telegram would hand the update to
     // the next instance, which rightly sends its stored answer again (see
     // the test below), and that copy would pass for the button's answer.
-    let deadline = std::time::Instant::now() + WAIT;
-    while !fake.acknowledged(id) {
-        assert!(std::time::Instant::now() < deadline, "the first instance never acknowledged update {id}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    fake.wait_acknowledged(id, WAIT).await;
     server.kill().unwrap();
     server.wait().unwrap();
 
