@@ -185,7 +185,7 @@ impl Matcher {
         (self.patterns.source(index), self.owners[index])
     }
 
-    /// Diagnoses a message with one pass of the set over its folded form.
+    /// Diagnoses a message from the patterns that fire on its folded form.
     pub fn diagnose(&self, text: &str) -> Diagnosis {
         let folded = fold(text);
         let fired = self.patterns.matching(folded.as_bytes());

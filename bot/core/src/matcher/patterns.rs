@@ -196,17 +196,19 @@ fn sets_flags(source: &str) -> bool {
     })
 }
 
-/// The top-level branches of a pattern, looking through groups around the
-/// whole of it; the pattern itself when it has one branch.
-fn branches(ast: &Ast) -> Vec<&Ast> {
+/// The top-level branches of pattern `source` (parsed as `ast`), looking
+/// through groups around the whole of it; the pattern itself when it has
+/// one branch or sets flags (a flag group's branches depend on it).
+fn branches<'a>(source: &str, ast: &'a Ast) -> Vec<&'a Ast> {
     fn cut<'a>(ast: &'a Ast, out: &mut Vec<&'a Ast>) {
         match ast {
             Ast::Alternation(alternation) => alternation.asts.iter().for_each(|branch| cut(branch, out)),
-            Ast::Group(group) if !matches!(&group.kind, ast::GroupKind::NonCapturing(flags) if !flags.items.is_empty()) => {
-                cut(&group.ast, out)
-            }
+            Ast::Group(group) => cut(&group.ast, out),
             other => out.push(other),
         }
+    }
+    if sets_flags(source) {
+        return vec![ast];
     }
     let mut out = Vec::new();
     cut(ast, &mut out);
@@ -261,11 +263,7 @@ fn draft(pattern: usize, source: &str) -> Result<Vec<Draft>, BuildError> {
     let failed = |reason: String| BuildError::Pattern { pattern: source.to_owned(), reason };
     let ast = ast::parse::Parser::new().parse(source).map_err(|error| failed(error.to_string()))?;
     let flags = sets_flags(source);
-    let whole = [&ast];
-    let pieces = match flags {
-        true => whole.to_vec(),
-        false => branches(&ast),
-    };
+    let pieces = branches(source, &ast);
     let mut drafts = Vec::with_capacity(pieces.len());
     for ast in pieces {
         // Literals come from the piece as written (case-sensitive), and the
@@ -522,7 +520,7 @@ mod tests {
 
     fn cut(source: &str) -> Vec<&str> {
         let ast = ast::parse::Parser::new().parse(source).unwrap();
-        let spans: Vec<_> = branches(&ast).iter().map(|branch| *branch.span()).collect();
+        let spans: Vec<_> = branches(source, &ast).iter().map(|branch| *branch.span()).collect();
         spans.iter().map(|span| &source[span.start.offset..span.end.offset]).collect()
     }
 
