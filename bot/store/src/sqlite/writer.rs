@@ -4,10 +4,12 @@
 //! compare-and-set on its case's version, and its caller hears back only once
 //! its transaction is on disk.
 //!
-//! A transaction costs a handful of statements whatever its size: the
+//! A transaction costs the same statements whatever its size: the
 //! changes travel as one JSON array per statement, unpacked by SQLite's
 //! `json_each`, and the version checks are made in Rust between one read
-//! and the writes, under the write lock (`BEGIN IMMEDIATE`).
+//! and the writes, under the write lock (`BEGIN IMMEDIATE`). The read and
+//! the writes are one query each, so a transaction is two round trips to
+//! the connection's thread, however many statements it runs.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +17,7 @@ use fixbot_core::case::{ConversationKey, OutcomeRecord};
 use fixbot_core::store::StoreError;
 use serde_json::{Value, json};
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection as _, Row as _, Sqlite};
+use sqlx::{Row as _, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most changes one transaction takes.
@@ -116,8 +118,27 @@ fn key_json(key: &ConversationKey) -> Value {
 }
 
 /// Applies `batch` in one transaction; per job, the new version of its case
-/// (commits) or `Ok(None)` (confirms), or why it was refused.
+/// (commits) or `Ok(None)` (confirms), or why it was refused. On an error
+/// the transaction is rolled back and nothing of the batch is written.
 async fn apply(
+    connection: &mut PoolConnection<Sqlite>,
+    batch: &[Job],
+) -> Result<Vec<Result<Option<u64>, StoreError>>, sqlx::Error> {
+    let result = transact(connection, batch).await;
+    if result.is_err() {
+        // Fails harmlessly when the error came before `BEGIN` took effect.
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut **connection).await;
+    }
+    result
+}
+
+/// The transaction itself, in two round trips to the connection's thread:
+/// `BEGIN` with the one read the checks need, then every write with
+/// `COMMIT`. sqlx hands the arguments of one query to its statements in
+/// order, each `?` the next (a numbered `?N` in a later statement is not
+/// bound, as sqlx counts the numbers below it as used), which is what lets
+/// a whole group travel as one query.
+async fn transact(
     connection: &mut PoolConnection<Sqlite>,
     batch: &[Job],
 ) -> Result<Vec<Result<Option<u64>, StoreError>>, sqlx::Error> {
@@ -128,51 +149,46 @@ async fn apply(
             Job::Confirm(..) | Job::Stop => None,
         })
         .collect();
-    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
 
-    // What the changes are checked against: receipts already taken, and the
-    // stored versions of their cases.
+    // What the changes are checked against: the stored versions of their
+    // cases (rows of kind 0, by commit) and the receipts already taken
+    // (kind 1, by id).
+    let keys: Vec<Value> = commits.iter().map(|commit| key_json(&commit.key)).collect();
     let receipt_ids: Vec<&str> =
         commits.iter().filter_map(|commit| commit.receipt.as_ref().map(|receipt| receipt.0.as_str())).collect();
-    let taken: HashSet<String> = if receipt_ids.is_empty() {
-        HashSet::new()
-    } else {
-        sqlx::query("SELECT r.id FROM json_each(?1) AS j JOIN receipts AS r ON r.id = j.value")
-            .bind(json!(receipt_ids).to_string())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?
-    };
-    let keys: Vec<Value> = commits.iter().map(|commit| key_json(&commit.key)).collect();
+    let rows = sqlx::query(
+        "BEGIN IMMEDIATE;
+         SELECT 0, j.key, c.version, NULL FROM json_each(?) AS j JOIN cases AS c
+         ON c.platform = json_extract(j.value, '$[0]') AND c.chat = json_extract(j.value, '$[1]')
+         AND c.thread = json_extract(j.value, '$[2]') AND c.user = json_extract(j.value, '$[3]')
+         UNION ALL
+         SELECT 1, NULL, NULL, r.id FROM json_each(?) AS j JOIN receipts AS r ON r.id = j.value",
+    )
+    .bind(Value::Array(keys).to_string())
+    .bind(json!(receipt_ids).to_string())
+    .fetch_all(&mut **connection)
+    .await?;
     let mut versions: HashMap<usize, u64> = HashMap::new();
-    if !keys.is_empty() {
-        let rows = sqlx::query(
-            "SELECT j.key, c.version FROM json_each(?1) AS j JOIN cases AS c
-             ON c.platform = json_extract(j.value, '$[0]') AND c.chat = json_extract(j.value, '$[1]')
-             AND c.thread = json_extract(j.value, '$[2]') AND c.user = json_extract(j.value, '$[3]')",
-        )
-        .bind(Value::Array(keys).to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in rows {
-            versions.insert(row.try_get::<i64, _>(0)? as usize, row.try_get::<i64, _>(1)? as u64);
+    let mut taken: HashSet<String> = HashSet::new();
+    for row in rows {
+        if row.try_get::<i64, _>(0)? == 0 {
+            versions.insert(row.try_get::<i64, _>(1)? as usize, row.try_get::<i64, _>(2)? as u64);
+        } else {
+            taken.insert(row.try_get(3)?);
         }
     }
 
     // Which changes hold, decided as the one-by-one commit would.
-    let (mut receipts, mut inserts, mut updates, mut removals, mut outcomes) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut receipts, mut inserts, mut updates, mut removals, mut outcomes, mut confirms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seen_receipts: HashSet<&str> = HashSet::new();
     let mut results = Vec::with_capacity(batch.len());
-    let mut confirms = Vec::new();
     let mut commit_index = 0;
     for job in batch {
         let commit = match job {
             Job::Commit(commit, _) => commit,
             Job::Confirm(id, _) => {
-                confirms.push(id.as_str());
+                confirms.push(Value::from(id.as_str()));
                 results.push(Ok(None));
                 continue;
             }
@@ -226,57 +242,38 @@ async fn apply(
         results.push(Ok(version));
     }
 
-    let statements: [(&str, Vec<Value>); 5] = [
-        (
-            "INSERT INTO receipts (id, at, subject, delivery) SELECT json_extract(value, '$[0]'),
-             json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?1)",
-            receipts,
-        ),
-        (
-            "INSERT INTO cases (platform, chat, thread, user, version, updated_at, state, staff_thread)
-             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-             json_extract(value, '$[3]'), 1, json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-             json_extract(value, '$[6]') FROM json_each(?1)",
-            inserts,
-        ),
-        (
-            "UPDATE cases SET version = version + 1, updated_at = u.updated_at, state = u.state,
-             staff_thread = u.staff_thread
-             FROM (SELECT json_extract(value, '$[0]') AS platform, json_extract(value, '$[1]') AS chat,
-                   json_extract(value, '$[2]') AS thread, json_extract(value, '$[3]') AS user,
-                   json_extract(value, '$[4]') AS updated_at, json_extract(value, '$[5]') AS state,
-                   json_extract(value, '$[6]') AS staff_thread
-                   FROM json_each(?1)) AS u
-             WHERE cases.platform = u.platform AND cases.chat = u.chat AND cases.thread = u.thread
-             AND cases.user = u.user",
-            updates,
-        ),
-        (
-            "DELETE FROM cases WHERE (platform, chat, thread, user) IN
-             (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-              json_extract(value, '$[3]') FROM json_each(?1))",
-            removals,
-        ),
-        (
-            "INSERT INTO outcomes (case_id, subject, at, symptom, flow, step, outcome)
-             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
-             json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-             json_extract(value, '$[6]') FROM json_each(?1)",
-            outcomes,
-        ),
-    ];
-    for (sql, rows) in statements {
-        if !rows.is_empty() {
-            sqlx::query(sql).bind(Value::Array(rows).to_string()).execute(&mut *tx).await?;
-        }
+    // Every write, each from its own JSON array (an empty one writes
+    // nothing), and the commit.
+    let mut write = sqlx::query(
+        "INSERT INTO receipts (id, at, subject, delivery) SELECT json_extract(value, '$[0]'),
+         json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?);
+         INSERT INTO cases (platform, chat, thread, user, version, updated_at, state, staff_thread)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+         json_extract(value, '$[3]'), 1, json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+         json_extract(value, '$[6]') FROM json_each(?);
+         UPDATE cases SET version = version + 1, updated_at = u.updated_at, state = u.state,
+         staff_thread = u.staff_thread
+         FROM (SELECT json_extract(value, '$[0]') AS platform, json_extract(value, '$[1]') AS chat,
+               json_extract(value, '$[2]') AS thread, json_extract(value, '$[3]') AS user,
+               json_extract(value, '$[4]') AS updated_at, json_extract(value, '$[5]') AS state,
+               json_extract(value, '$[6]') AS staff_thread
+               FROM json_each(?)) AS u
+         WHERE cases.platform = u.platform AND cases.chat = u.chat AND cases.thread = u.thread
+         AND cases.user = u.user;
+         DELETE FROM cases WHERE (platform, chat, thread, user) IN
+         (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+          json_extract(value, '$[3]') FROM json_each(?));
+         INSERT INTO outcomes (case_id, subject, at, symptom, flow, step, outcome)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+         json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+         json_extract(value, '$[6]') FROM json_each(?);
+         UPDATE receipts SET delivery = NULL WHERE id IN (SELECT value FROM json_each(?));
+         COMMIT;",
+    );
+    for rows in [receipts, inserts, updates, removals, outcomes, confirms] {
+        write = write.bind(Value::Array(rows).to_string());
     }
-    if !confirms.is_empty() {
-        sqlx::query("UPDATE receipts SET delivery = NULL WHERE id IN (SELECT value FROM json_each(?1))")
-            .bind(json!(confirms).to_string())
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    write.execute(&mut **connection).await?;
     Ok(results)
 }
 
