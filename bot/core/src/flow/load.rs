@@ -12,7 +12,7 @@ use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_BUTTONS, MAX_CHOICES, Pro
 use crate::flow::Platform;
 use crate::markup::Template;
 use crate::matcher::{Matcher, Owner, PatternSpec, Verdict, check_pattern};
-use crate::yaml::{self, line_of};
+use crate::yaml::{self, Spanned, line_of};
 
 /// The text of one flow file and the path it is reported under.
 #[derive(Debug, Clone)]
@@ -214,39 +214,52 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         }
     }
     specs.extend(platform_specs);
-    let checked = crate::parallel::on_every_core(specs.len(), |index| check_pattern(&specs[index].1.source));
-    for ((path, spec), checked) in specs.iter().zip(checked) {
-        if let Err(reason) = checked {
-            problems.set_file(path);
-            problems.push(spec.line, reason);
+    let pattern_specs: Vec<PatternSpec> = specs.iter().map(|(_, spec)| spec.clone()).collect();
+    // Compiling the matcher is most of a load. It starts at once, on its own
+    // thread (spreading its work over every core), once the flows are valid:
+    // the patterns are checked and the translations read beside it, and its
+    // result is used only when both are clean (a pattern the check refuses
+    // fails the build too, or builds something never used).
+    let flow_count = parsed.len();
+    let valid_bot = bot.as_ref().filter(|_| problems.count() == 0);
+    let (locales, matcher, report) = std::thread::scope(|scope| {
+        let matcher = valid_bot
+            .map(|bot| scope.spawn(move || Matcher::build(pattern_specs, flow_count, &bot.settings)));
+        let checked = crate::parallel::on_every_core(specs.len(), |index| check_pattern(&specs[index].1.source));
+        for ((path, spec), checked) in specs.iter().zip(checked) {
+            if let Err(reason) = checked {
+                problems.set_file(path);
+                problems.push(spec.line, reason);
+            }
         }
-    }
-    let (Some(bot), 0) = (bot, problems.count()) else {
+        let mut report = i18n::Report::default();
+        let locales = match (&bot, problems.count()) {
+            (Some(bot), 0) => {
+                let english: Vec<i18n::English<'_>> = flows
+                    .iter()
+                    .zip(&parsed)
+                    .map(|(flow, parsed)| i18n::English {
+                        flow,
+                        raw_steps: &parsed.raw.steps,
+                        raw_title: &parsed.raw.title.value,
+                        raw_summary: &parsed.raw.summary.value,
+                    })
+                    .collect();
+                Some(i18n::build_locales(&dir, &translations, &english, bot, &mut problems, &mut report))
+            }
+            _ => None,
+        };
+        let matcher = matcher.map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        (locales, matcher, report)
+    });
+    let (Some(bot), Some(locales), Some(matcher), 0) = (bot, locales, matcher, problems.count()) else {
         return Err(FlowErrors(problems.all));
     };
-    let english: Vec<i18n::English<'_>> = flows
-        .iter()
-        .zip(&parsed)
-        .map(|(flow, parsed)| i18n::English {
-            flow,
-            raw_steps: &parsed.raw.steps,
-            raw_title: &parsed.raw.title.value,
-            raw_summary: &parsed.raw.summary.value,
-        })
-        .collect();
-    let mut report = i18n::Report::default();
-    let locales = i18n::build_locales(&dir, &translations, &english, &bot, &mut problems, &mut report);
-    drop(english);
-    if problems.count() > 0 {
-        return Err(FlowErrors(problems.all));
-    }
-
-    let mut matcher = Matcher::build(specs.into_iter().map(|(_, spec)| spec).collect(), parsed.len(), &bot.settings)
-        .map_err(|error| {
-            problems.set_file(&dir);
-            problems.push(0, format!("the patterns together are too large to compile: {error}"));
-            FlowErrors(std::mem::take(&mut problems.all))
-        })?;
+    let mut matcher = matcher.map_err(|error| {
+        problems.set_file(&dir);
+        problems.push(0, format!("the patterns together are too large to compile: {error}"));
+        FlowErrors(std::mem::take(&mut problems.all))
+    })?;
     check_examples(&parsed, &matcher, &mut problems);
     if problems.count() > 0 {
         return Err(FlowErrors(problems.all));
@@ -443,34 +456,38 @@ fn check_examples(parsed: &[Parsed], matcher: &Matcher, problems: &mut Problems)
         ),
         Verdict::Unknown => "nothing".to_owned(),
     };
-    for (index, flow) in parsed.iter().enumerate() {
-        problems.set_file(&flow.path);
-        for example in &flow.raw.examples.matching {
-            let diagnosis = matcher.diagnose(&example.value);
-            if diagnosis.verdict != Verdict::Symptom(index) {
-                problems.push(
-                    line_of(example),
-                    format!(
-                        "example \"{}\" selects {} instead of this flow (score {})",
-                        short(&example.value),
-                        describe(&diagnosis.verdict),
-                        diagnosis.score_of(index)
-                    ),
-                );
-            }
-        }
-        for example in &flow.raw.examples.no_match {
-            let diagnosis = matcher.diagnose(&example.value);
-            if diagnosis.verdict == Verdict::Symptom(index) {
-                problems.push(
-                    line_of(example),
-                    format!(
-                        "no_match example \"{}\" selects this flow (score {})",
-                        short(&example.value),
-                        diagnosis.score_of(index)
-                    ),
-                );
-            }
+    // Diagnosed on every core (a few hundred examples), reported in order.
+    let examples: Vec<(usize, bool, &Spanned<String>)> = parsed
+        .iter()
+        .enumerate()
+        .flat_map(|(index, flow)| {
+            let matching = flow.raw.examples.matching.iter().map(move |example| (index, true, example));
+            matching.chain(flow.raw.examples.no_match.iter().map(move |example| (index, false, example)))
+        })
+        .collect();
+    let diagnoses = crate::parallel::on_every_core(examples.len(), |at| matcher.diagnose(&examples[at].2.value));
+    for ((index, matching, example), diagnosis) in examples.into_iter().zip(diagnoses) {
+        problems.set_file(&parsed[index].path);
+        let selected = diagnosis.verdict == Verdict::Symptom(index);
+        if matching && !selected {
+            problems.push(
+                line_of(example),
+                format!(
+                    "example \"{}\" selects {} instead of this flow (score {})",
+                    short(&example.value),
+                    describe(&diagnosis.verdict),
+                    diagnosis.score_of(index)
+                ),
+            );
+        } else if !matching && selected {
+            problems.push(
+                line_of(example),
+                format!(
+                    "no_match example \"{}\" selects this flow (score {})",
+                    short(&example.value),
+                    diagnosis.score_of(index)
+                ),
+            );
         }
     }
 }
