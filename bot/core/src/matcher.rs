@@ -13,7 +13,7 @@ use regex::bytes::Regex;
 
 use crate::flow::{Platform, Settings};
 use crate::markup::MAX_SLOT_CHARS;
-use crate::text::fold;
+use crate::text::{fold, folds_to_itself};
 
 pub use patterns::BuildError;
 use patterns::PatternSet;
@@ -125,7 +125,7 @@ pub fn check_pattern(source: &str) -> Result<(), String> {
         let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(&text);
         format!("invalid regex `{source}`: {}", reason.trim().trim_start_matches("error: "))
     })?;
-    if let Some(c) = source.chars().find(|&c| !c.is_whitespace() && fold(&c.to_string()) != c.to_string()) {
+    if let Some(c) = source.chars().find(|&c| !c.is_whitespace() && !folds_to_itself(c)) {
         return Err(format!(
             "regex `{source}` contains `{c}`, which never matches: messages are matched with accents removed and quotes straightened (write `{}`)",
             fold(&c.to_string())

@@ -98,6 +98,19 @@ pub fn fold(input: &str) -> String {
     out
 }
 
+/// Whether folding leaves the character `c` as it is. White space aside
+/// (folding collapses it), an ASCII character changes only if straightened,
+/// as ASCII decomposes to itself; this spares pattern checks a string per
+/// character.
+pub fn folds_to_itself(c: char) -> bool {
+    if c.is_ascii() {
+        return straighten(c) == c;
+    }
+    let mut buffer = [0; 4];
+    let c = &*c.encode_utf8(&mut buffer);
+    fold(c) == c
+}
+
 /// Typographic quotes, dashes and the ellipsis as typed on a plain keyboard.
 fn straighten(c: char) -> char {
     match c {
@@ -190,6 +203,14 @@ mod tests {
             let text = format!("a{c}\u{301}\u{327}b \u{327}{c}");
             assert_eq!(fold(&text), through_nfkd(&text), "U+{:04X}", c as u32);
         }
+    }
+
+    #[test]
+    fn folds_to_itself_is_fold_of_the_character_alone() {
+        for c in (0..=0x10FFFF_u32).filter_map(char::from_u32).filter(|c| !c.is_whitespace()) {
+            assert_eq!(folds_to_itself(c), fold(&c.to_string()) == c.to_string(), "U+{:04X}", c as u32);
+        }
+        assert!(!folds_to_itself('`') && !folds_to_itself('é') && folds_to_itself('e'));
     }
 
     #[test]
