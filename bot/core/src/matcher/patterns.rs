@@ -149,6 +149,11 @@ struct Scratch {
     /// Suffix roles found at the current end, handled after every prefix
     /// found there (a piece's prefix and suffix can end at one place).
     suffixes: Vec<u32>,
+    /// The haystack with ASCII letters lower-cased, which the literal
+    /// automaton reads: an automaton of lower-case literals that minds case
+    /// builds in a third of the time of one that ignores it (over the
+    /// shipped literals, 3.7 ms against 10.5), and the offsets are the same.
+    lowered: Vec<u8>,
 }
 
 /// Makes one thread's scratch.
@@ -322,10 +327,7 @@ impl PatternSet {
                 pieces.push(compiled);
             }
         }
-        let literals = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(roles_of.keys())?;
+        let literals = AhoCorasick::builder().kind(Some(AhoCorasickKind::ContiguousNFA)).build(roles_of.keys())?;
         let mut role_starts = vec![0u32];
         let mut roles = Vec::new();
         for of_literal in roles_of.values() {
@@ -370,10 +372,13 @@ impl PatternSet {
         scratch.last.fill(u32::MAX);
         scratch.waiting.iter_mut().for_each(Vec::clear);
         scratch.suffixes.clear();
+        let mut lowered = std::mem::take(&mut scratch.lowered);
+        lowered.clear();
+        lowered.extend(haystack.iter().map(u8::to_ascii_lowercase));
         // The automaton reports matches by where they end; a piece's suffix
         // is handled once every prefix ending at the same place has been.
         let mut end = 0;
-        for found in self.literals.find_overlapping_iter(haystack) {
+        for found in self.literals.find_overlapping_iter(&lowered) {
             if found.end() != end {
                 self.on_suffixes(haystack, end, scratch);
                 end = found.end();
@@ -387,6 +392,7 @@ impl PatternSet {
             }
         }
         self.on_suffixes(haystack, end, scratch);
+        scratch.lowered = lowered;
         for &piece in &self.everywhere {
             if scratch.known[self.pieces[piece as usize].pattern as usize] == Known::Nothing {
                 self.run(haystack, piece as usize, At::Anywhere, scratch);
@@ -507,6 +513,7 @@ fn scratch_pool(patterns: usize, pieces: usize) -> Pool<Scratch, ScratchFactory>
         last: vec![u32::MAX; pieces],
         waiting: vec![Vec::new(); pieces],
         suffixes: Vec::new(),
+        lowered: Vec::new(),
     }))
 }
 
@@ -558,6 +565,8 @@ mod tests {
             "room for icloud",
             "5gb. icloud",
             "ICLOUD upgrading",
+            "Wi-Fi first, then BackUp",
+            "BACKUP to iCloud, 12 GB Left",
             "xab",
             "b",
             "7",
