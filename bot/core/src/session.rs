@@ -308,8 +308,15 @@ pub(crate) struct KeyLocks {
 impl KeyLocks {
     pub(crate) fn get(&self, key: &ConversationKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(lock) = map.get(key).and_then(Weak::upgrade) {
-            return lock;
+        // A conversation's next message usually finds its entry dead (the
+        // last message's lock is gone): the entry is reused, without copying
+        // the key again.
+        if let Some(entry) = map.get_mut(key) {
+            return entry.upgrade().unwrap_or_else(|| {
+                let lock = Arc::new(tokio::sync::Mutex::new(()));
+                *entry = Arc::downgrade(&lock);
+                lock
+            });
         }
         if map.len() >= 1024 && map.len().is_power_of_two() {
             map.retain(|_, lock| lock.strong_count() > 0);
