@@ -246,7 +246,11 @@ fn person_key(round: usize, person: usize) -> ConversationKey {
 
 /// Messages handled a second by `session`, 2,000 people at once: the median
 /// of `rounds` rounds after one to warm up (the lazy DFAs, the store's pages).
-fn session_rate<S: Store + 'static>(runtime: &tokio::runtime::Runtime, session: &Arc<Session<S>>, rounds: usize) -> f64 {
+fn session_rate<S: Store + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    session: &Arc<Session<S>>,
+    rounds: usize,
+) -> f64 {
     const PEOPLE: usize = 2000;
     runtime.block_on(session_round(session.clone(), PEOPLE, 0));
     let mut round = 0;

@@ -223,8 +223,8 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
     let flow_count = parsed.len();
     let valid_bot = bot.as_ref().filter(|_| problems.count() == 0);
     let (locales, matcher, report) = std::thread::scope(|scope| {
-        let matcher = valid_bot
-            .map(|bot| scope.spawn(move || Matcher::build(pattern_specs, flow_count, &bot.settings)));
+        let matcher =
+            valid_bot.map(|bot| scope.spawn(move || Matcher::build(pattern_specs, flow_count, &bot.settings)));
         let checked = crate::parallel::on_every_core(specs.len(), |index| check_pattern(&specs[index].1.source));
         for ((path, spec), checked) in specs.iter().zip(checked) {
             if let Err(reason) = checked {
