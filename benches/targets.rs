@@ -220,6 +220,9 @@ fn batch(figures: &mut Vec<Figure>) {
 /// case that takes a while to fix.
 const SCRIPT: &[&str] = &["2", "skip", "2", "back", "2", "skip", "2", "back", "2"];
 
+/// The simulated people talking at once in each session round.
+const PEOPLE: usize = 2000;
+
 /// Runs `people` conversations through `session`, all at once: each opens
 /// its case with a corpus message (the errors people paste, 89 B on average;
 /// diagnosing long pastes is measured above) and walks it with `SCRIPT`.
@@ -251,7 +254,6 @@ fn session_rate<S: Store + 'static>(
     session: &Arc<Session<S>>,
     rounds: usize,
 ) -> f64 {
-    const PEOPLE: usize = 2000;
     // Each round runs as a task of the runtime, as a front-end's handlers
     // do: waiting for the people from outside it would wake this thread once
     // for each of them, which no running bot does.
@@ -294,7 +296,7 @@ fn sessions(figures: &mut Vec<Figure>) {
     let open = runtime.block_on(async {
         let mut open = 0;
         for round in 0..=ROUNDS {
-            for person in 0..2000 {
+            for person in 0..PEOPLE {
                 open += usize::from(sqlite.store().get(&person_key(round, person)).await.unwrap().is_some());
             }
         }

@@ -1,5 +1,6 @@
 //! Work spread over the machine's cores, for the few CPU-bound jobs that
-//! split into independent parts (compiling the flows' patterns at load).
+//! split into independent parts: at load, compiling and checking the flows'
+//! patterns and diagnosing their examples.
 
 /// `work(0..count)` on every core, in order. Loading compiles hundreds of
 /// patterns that do not depend on each other.
