@@ -20,9 +20,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// jemalloc, set up in `.cargo/config.toml`: one arena, small thread caches
-/// and a background thread that returns pages freed for a second, so an idle
-/// server holds what it uses rather than its peak (the load's, or a burst's).
+/// jemalloc, with the settings in `.cargo/config.toml`: it gives freed pages
+/// back to the system, so an idle server holds what it uses rather than its
+/// peak (the load's, or a burst's), which glibc's malloc keeps.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
