@@ -7,7 +7,9 @@
 //! list of stopwords and backup keywords, and names a language only when it
 //! has at least [`MIN_HITS`] such words and more than any other language.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 /// A language fixbot can answer in. English is the source of every text;
 /// the others are translations in `flows/i18n/<code>/`.
@@ -269,15 +271,29 @@ pub struct Detection {
     pub hits: [usize; 5],
 }
 
+/// Every word the detector counts, with the languages whose list has it, a
+/// bit each in [`Lang::ALL`] order: one lookup a word, rather than a search
+/// of every list (a pasted log has hundreds of words).
+static KNOWN: LazyLock<HashMap<&'static str, u8>> = LazyLock::new(|| {
+    let mut known = HashMap::new();
+    for (index, lang) in Lang::ALL.into_iter().enumerate() {
+        for word in lang.words() {
+            *known.entry(*word).or_default() |= 1 << index;
+        }
+    }
+    known
+});
+
 /// Guesses the language of `text` from its common words: see the module
 /// documentation. Ties and short messages name no language.
 pub fn detect(text: &str) -> Detection {
     let folded = crate::text::squash(text);
-    let words: Vec<&str> = folded.split(' ').take(400).collect();
     let mut hits = [0; 5];
-    for (slot, lang) in hits.iter_mut().zip(Lang::ALL) {
-        let known = lang.words();
-        *slot = words.iter().filter(|word| known.contains(word)).count();
+    for word in folded.split(' ').take(400) {
+        let Some(&langs) = KNOWN.get(word) else { continue };
+        for (index, slot) in hits.iter_mut().enumerate() {
+            *slot += usize::from(langs & (1 << index) != 0);
+        }
     }
     let best = (0..5).max_by_key(|&index| (hits[index], std::cmp::Reverse(index))).unwrap_or(0);
     let unique = hits.iter().enumerate().all(|(index, &count)| index == best || count < hits[best]);

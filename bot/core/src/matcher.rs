@@ -116,15 +116,13 @@ impl std::fmt::Debug for Matcher {
 
 /// Checks one pattern on its own: it parses, it is written in the folded
 /// form messages are matched in, and it cannot match an empty message.
-/// Parsing alone is enough here; the pattern is compiled once, in its set.
-/// Case does not change whether a pattern parses or what lengths it
-/// matches, and folding case makes parsing several times slower.
 pub fn check_pattern(source: &str) -> Result<(), String> {
-    let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(source).map_err(|error| {
-        let text = error.to_string();
-        let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(&text);
-        format!("invalid regex `{source}`: {}", reason.trim().trim_start_matches("error: "))
-    })?;
+    check(source).map(drop)
+}
+
+/// [`check_pattern`], keeping the parsed pattern for compiling.
+fn check(source: &str) -> Result<patterns::Parsed, String> {
+    let parsed = patterns::parse(source)?;
     if let Some(c) = source.chars().find(|&c| !c.is_whitespace() && !folds_to_itself(c)) {
         return Err(format!(
             "regex `{source}` contains `{c}`, which never matches: messages are matched with accents removed and quotes straightened (write `{}`)",
@@ -136,16 +134,57 @@ pub fn check_pattern(source: &str) -> Result<(), String> {
             "regex `{source}` has two spaces in a row, which never match: white space in messages is collapsed to one space"
         ));
     }
-    if hir.properties().minimum_len() == Some(0) {
+    if parsed.minimum_len() == Some(0) {
         return Err(format!("regex `{source}` matches an empty message, so it would match every message"));
     }
-    Ok(())
+    Ok(parsed)
+}
+
+/// Every pattern checked and compiled on its own, on every core: what the
+/// loader reports each pattern's problem from, before the matcher is
+/// assembled from them. One parse serves the check and the compiling.
+pub struct Compiled {
+    specs: Vec<PatternSpec>,
+    drafts: Vec<Result<Vec<patterns::Draft>, String>>,
+}
+
+impl Compiled {
+    /// Checks and compiles every pattern of `specs`.
+    pub fn new(specs: Vec<PatternSpec>) -> Compiled {
+        let drafts = crate::parallel::on_every_core(specs.len(), |index| {
+            let source = &specs[index].source;
+            check(source).and_then(|parsed| patterns::draft(index, source, parsed))
+        });
+        Compiled { specs, drafts }
+    }
+
+    /// Each pattern that cannot be used, with why: its index in the specs
+    /// given to [`Compiled::new`], the spec, and a reason that quotes it.
+    pub fn problems(&self) -> impl Iterator<Item = (usize, &PatternSpec, &str)> {
+        self.drafts
+            .iter()
+            .zip(&self.specs)
+            .enumerate()
+            .filter_map(|(index, (draft, spec))| draft.as_ref().err().map(|reason| (index, spec, reason.as_str())))
+    }
 }
 
 impl Matcher {
-    /// Compiles every pattern. Patterns are assumed to have passed
-    /// [`check_pattern`].
+    /// Checks and compiles every pattern: [`Compiled::new`], then
+    /// [`Matcher::assemble`].
     pub fn build(specs: Vec<PatternSpec>, flow_count: usize, settings: &Settings) -> Result<Matcher, BuildError> {
+        Matcher::assemble(Compiled::new(specs), flow_count, settings)
+    }
+
+    /// The matcher over patterns compiled one by one; the first pattern's
+    /// problem, if any has one.
+    pub fn assemble(compiled: Compiled, flow_count: usize, settings: &Settings) -> Result<Matcher, BuildError> {
+        let Compiled { specs, drafts } = compiled;
+        let drafts = drafts
+            .into_iter()
+            .zip(&specs)
+            .map(|(draft, spec)| draft.map_err(|reason| BuildError::Pattern { pattern: spec.source.clone(), reason }))
+            .collect::<Result<_, _>>()?;
         let mut capturing = Vec::with_capacity(specs.len());
         for spec in &specs {
             let has_names = spec.source.contains("(?P<") || spec.source.contains("(?<");
@@ -159,7 +198,7 @@ impl Matcher {
             capturing.push(regex);
         }
         let owners = specs.iter().map(|spec| spec.owner).collect();
-        let patterns = PatternSet::build(specs.into_iter().map(|spec| spec.source).collect())?;
+        let patterns = PatternSet::assemble(specs.into_iter().map(|spec| spec.source).collect(), drafts)?;
         Ok(Matcher { patterns, owners, capturing, flow_count, settings: settings.clone() })
     }
 

@@ -13,6 +13,12 @@ mod rules;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use regex_automata::util::captures::Captures;
+use regex_automata::util::iter::Searcher;
+use regex_automata::util::pool::Pool;
+use regex_automata::{Input, meta};
 
 /// A kind of personal data, named in the tag that replaces it. The order is
 /// the order in which the notice to the user lists them.
@@ -102,16 +108,33 @@ pub struct Redacted {
 pub fn redact(text: &str) -> Redacted {
     // Start of each kept finding → its end and kind; findings never overlap.
     let mut found: BTreeMap<usize, (usize, Kind)> = BTreeMap::new();
-    for rule in rules::RULES.iter() {
-        for captures in rule.regex.captures_iter(text) {
-            let Some(part) = captures.get(rule.group) else { continue };
-            let Some(range) = (rule.check)(text, part.range()) else { continue };
+    let mut scratch = SCRATCH.get();
+    for (rule, (cache, captures)) in rules::RULES.iter().zip(scratch.iter_mut()) {
+        // Every match, left to right, as `Regex::captures_iter` gives them;
+        // capture groups are only asked for where a rule needs one.
+        let mut matches = Searcher::new(Input::new(text));
+        loop {
+            let part = match rule.group {
+                0 => match matches.advance(|input| Ok(rule.regex.search_with(cache, input))) {
+                    Some(whole) => Some(whole.range()),
+                    None => break,
+                },
+                group => match matches.advance(|input| {
+                    rule.regex.search_captures_with(cache, input, captures);
+                    Ok(captures.get_match())
+                }) {
+                    Some(_) => captures.get_group(group).map(|span| span.range()),
+                    None => break,
+                },
+            };
+            let Some(range) = part.and_then(|part| (rule.check)(text, part)) else { continue };
             if range.is_empty() || overlaps(&found, &range) {
                 continue;
             }
             found.insert(range.start, (range.end, rule.kind));
         }
     }
+    drop(scratch);
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     let mut removed = Vec::new();
@@ -127,6 +150,14 @@ pub fn redact(text: &str) -> Redacted {
     removed.sort();
     Redacted { text: out, removed }
 }
+
+/// One thread's search state for every rule, in rule order.
+type Scratch = Vec<(meta::Cache, Captures)>;
+
+/// Each thread redacting at once takes one scratch for the whole message.
+static SCRATCH: LazyLock<Pool<Scratch, fn() -> Scratch>> = LazyLock::new(|| {
+    Pool::new(|| rules::RULES.iter().map(|rule| (rule.regex.create_cache(), rule.regex.create_captures())).collect())
+});
 
 /// Whether `range` overlaps a finding already kept. Kept findings are
 /// disjoint, so only the last one starting before `range` ends can.

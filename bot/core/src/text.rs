@@ -70,7 +70,7 @@ pub fn fold(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     let mut pending_space = false;
     let mut emit = |c: char| {
-        if is_combining_mark(c) {
+        if !c.is_ascii() && is_combining_mark(c) {
             return;
         }
         let c = straighten(c);
@@ -127,8 +127,14 @@ fn straighten(c: char) -> char {
 /// "Start over!" and "start  over" both become "start over".
 pub fn squash(input: &str) -> String {
     let folded = fold(input).to_lowercase();
-    let kept: String = folded.chars().map(|c| if c.is_alphanumeric() { c } else { ' ' }).collect();
-    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut squashed = String::with_capacity(folded.len());
+    for word in folded.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()) {
+        if !squashed.is_empty() {
+            squashed.push(' ');
+        }
+        squashed.push_str(word);
+    }
+    squashed
 }
 
 /// Whether the text holds anything a person could mean as words or numbers;

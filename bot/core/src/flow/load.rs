@@ -11,7 +11,7 @@ use super::raw::{RawChoice, RawFlow, RawStep};
 use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_BUTTONS, MAX_CHOICES, Problems, Step};
 use crate::flow::Platform;
 use crate::markup::Template;
-use crate::matcher::{Matcher, Owner, PatternSpec, Verdict, check_pattern};
+use crate::matcher::{Compiled, Matcher, Owner, PatternSpec, Verdict};
 use crate::yaml::{self, Spanned, line_of};
 
 /// The text of one flow file and the path it is reported under.
@@ -214,24 +214,21 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
         }
     }
     specs.extend(platform_specs);
-    let pattern_specs: Vec<PatternSpec> = specs.iter().map(|(_, spec)| spec.clone()).collect();
-    // Compiling the matcher is most of a load. It starts at once, on its own
-    // thread (spreading its work over every core), once the flows are valid:
-    // the patterns are checked and the translations read beside it, and its
-    // result is used only when both are clean (a pattern the check refuses
-    // fails the build too, or builds something never used).
+    let (paths, specs): (Vec<PathBuf>, Vec<PatternSpec>) = specs.into_iter().unzip();
+    // Compiling the patterns is most of a load, and checking one is parsing
+    // it, the first half of compiling it: each is checked and compiled at
+    // once, on every core, and a problem reported from there.
+    let compiled = Compiled::new(specs);
+    for (index, spec, reason) in compiled.problems() {
+        problems.set_file(&paths[index]);
+        problems.push(spec.line, reason);
+    }
+    // The literal automaton over every pattern builds on its own thread
+    // while the translations are read, once the flows are valid.
     let flow_count = parsed.len();
     let valid_bot = bot.as_ref().filter(|_| problems.count() == 0);
     let (locales, matcher, report) = std::thread::scope(|scope| {
-        let matcher =
-            valid_bot.map(|bot| scope.spawn(move || Matcher::build(pattern_specs, flow_count, &bot.settings)));
-        let checked = crate::parallel::on_every_core(specs.len(), |index| check_pattern(&specs[index].1.source));
-        for ((path, spec), checked) in specs.iter().zip(checked) {
-            if let Err(reason) = checked {
-                problems.set_file(path);
-                problems.push(spec.line, reason);
-            }
-        }
+        let matcher = valid_bot.map(|bot| scope.spawn(move || Matcher::assemble(compiled, flow_count, &bot.settings)));
         let mut report = i18n::Report::default();
         let locales = match (&bot, problems.count()) {
             (Some(bot), 0) => {

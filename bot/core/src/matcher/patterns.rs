@@ -28,8 +28,8 @@ use regex_automata::nfa::thompson;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input, MatchError};
 use regex_syntax::ast::{self, Ast};
-use regex_syntax::hir::Hir;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Hir, HirKind, Repetition};
 
 /// Compiled-program budget of one pattern.
 const SIZE_LIMIT: usize = 64 << 20;
@@ -231,14 +231,57 @@ pub(super) fn compile(source: &str) -> Result<Regex, regex::Error> {
 
 /// `ast` (part of `source`) as matched: bytes, ASCII classes, ignoring case
 /// when `ignore_case` (the DFAs) and minding it when not (the literals).
-fn translate(source: &str, ast: &Ast, ignore_case: bool) -> Result<Hir, String> {
+fn translate(source: &str, ast: &Ast, ignore_case: bool) -> Result<Hir, regex_syntax::hir::Error> {
     regex_syntax::hir::translate::TranslatorBuilder::new()
         .unicode(false)
         .utf8(false)
         .case_insensitive(ignore_case)
         .build()
         .translate(source, ast)
-        .map_err(|error| error.to_string())
+}
+
+/// `hir` without the end its matches may have but need not (`backup\w*`
+/// becomes `backup`, `(sync|upload\w*)` becomes `(sync|upload)`).
+/// Whether a match starts at a place is all a piece is asked, and every
+/// match of `hir` starting there begins with a match of the trimmed form,
+/// which extends to one of `hir` by matching the rest empty. Trimmed, a
+/// piece's matches end in the literals a `\w*` hid (it then waits for one
+/// instead of running from every prefix to its full length), and its
+/// automaton is smaller.
+fn trim_end(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Repetition(Repetition { min: 0, .. }) => Hir::empty(),
+        HirKind::Repetition(repetition) if repetition.min == 1 => trim_end(*repetition.sub),
+        HirKind::Repetition(repetition) => {
+            let last = trim_end((*repetition.sub).clone());
+            let before = Repetition { min: repetition.min - 1, max: Some(repetition.min - 1), ..repetition };
+            Hir::concat(vec![Hir::repetition(before), last])
+        }
+        // Captures are not kept by the pieces' automata.
+        HirKind::Capture(capture) => trim_end(*capture.sub),
+        HirKind::Concat(mut subs) => {
+            while let Some(last) = subs.pop() {
+                let trimmed = trim_end(last);
+                if !matches!(trimmed.kind(), HirKind::Empty) {
+                    subs.push(trimmed);
+                    break;
+                }
+            }
+            Hir::concat(subs)
+        }
+        // One branch that may match nothing lets the whole alternation.
+        HirKind::Alternation(subs) => {
+            let branches: Vec<Hir> = subs.into_iter().map(trim_end).collect();
+            match branches.iter().any(|branch| matches!(branch.kind(), HirKind::Empty)) {
+                true => Hir::empty(),
+                false => Hir::alternation(branches),
+            }
+        }
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(literal) => Hir::literal(literal.0),
+        HirKind::Class(class) => Hir::class(class),
+        HirKind::Look(look) => Hir::look(look),
+    }
 }
 
 /// One lazy DFA for `hir`, run forward or (`reverse`) backward.
@@ -259,40 +302,82 @@ fn lazy_dfa(hir: &Hir, reverse: bool) -> Result<DFA, String> {
 }
 
 /// A piece compiled, before it is numbered, with its literals.
-struct Draft {
+pub(super) struct Draft {
     piece: Piece,
     prefixes: Vec<Vec<u8>>,
     suffixes: Vec<Vec<u8>>,
 }
 
-/// Cuts pattern `pattern` into pieces and compiles each.
-fn draft(pattern: usize, source: &str) -> Result<Vec<Draft>, BuildError> {
-    let failed = |reason: String| BuildError::Pattern { pattern: source.to_owned(), reason };
-    let ast = ast::parse::Parser::new().parse(source).map_err(|error| failed(error.to_string()))?;
+/// A pattern parsed and cut into pieces, before anything is compiled: what
+/// the loader's checks read, so a pattern is parsed once for both.
+pub(super) struct Parsed {
+    ast: Ast,
+    /// Whether the pattern sets flags: then it is one piece, run everywhere.
+    flags: bool,
+    /// Each piece as written, minding case (its literals come from it); for
+    /// a pattern that sets flags, the whole of it ignoring case.
+    pieces: Vec<Hir>,
+}
+
+impl Parsed {
+    /// The length of the pattern's shortest match, if it can match at all.
+    pub(super) fn minimum_len(&self) -> Option<usize> {
+        self.pieces.iter().filter_map(|piece| piece.properties().minimum_len()).min()
+    }
+}
+
+/// What the regex parser says is wrong with `source`: the last line of its
+/// report (the lines before it draw the pattern with a caret).
+fn invalid(source: &str, error: impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let reason = text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or(&text);
+    format!("invalid regex `{source}`: {}", reason.trim().trim_start_matches("error: "))
+}
+
+/// Parses `source` and cuts it into pieces. Case does not change whether a
+/// pattern parses or what lengths it matches, so the checks read the pieces
+/// minding case, which translates several times faster than ignoring it.
+pub(super) fn parse(source: &str) -> Result<Parsed, String> {
+    let ast = ast::parse::Parser::new().parse(source).map_err(|error| invalid(source, error))?;
     let flags = sets_flags(source);
-    let pieces = branches(source, &ast);
+    let pieces = match flags {
+        true => vec![translate(source, &ast, true).map_err(|error| invalid(source, error))?],
+        false => branches(source, &ast)
+            .into_iter()
+            .map(|piece| translate(source, piece, false).map_err(|error| invalid(source, error)))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Parsed { ast, flags, pieces })
+}
+
+/// Compiles each piece of pattern `pattern` (`source`, parsed), or says why
+/// it cannot be.
+pub(super) fn draft(pattern: usize, source: &str, parsed: Parsed) -> Result<Vec<Draft>, String> {
+    let failed = |reason: String| format!("regex `{source}` cannot be compiled: {reason}");
+    let Parsed { ast, flags, pieces } = parsed;
     let mut drafts = Vec::with_capacity(pieces.len());
-    for ast in pieces {
+    for (written, ast) in pieces.into_iter().zip(branches(source, &ast)) {
         // Literals come from the piece as written (case-sensitive), and the
         // automaton matches them ignoring ASCII case, as the DFA does.
-        let (prefixes, suffixes, plan) = if flags {
-            (None, None, Plan::Everywhere)
+        let (prefixes, suffixes, plan, hir) = if flags {
+            (None, None, Plan::Everywhere, written)
         } else {
-            let hir = translate(source, ast, false).map_err(failed)?;
-            let (prefixes, suffixes) = (literals(&hir, ExtractKind::Prefix), literals(&hir, ExtractKind::Suffix));
+            let literal = trim_end(written);
+            let (prefixes, suffixes) =
+                (literals(&literal, ExtractKind::Prefix), literals(&literal, ExtractKind::Suffix));
             let length = |bound: Option<usize>| bound.map_or(u32::MAX, |bound| bound.min(u32::MAX as usize) as u32);
             let plan = match (&prefixes, &suffixes) {
                 (Some(_), Some(_)) => Plan::Between {
-                    min: length(hir.properties().minimum_len()),
-                    max: length(hir.properties().maximum_len()),
+                    min: length(literal.properties().minimum_len()),
+                    max: length(literal.properties().maximum_len()),
                 },
                 (Some(_), None) => Plan::Prefix,
                 (None, Some(_)) => Plan::Suffix,
                 (None, None) => Plan::Everywhere,
             };
-            (prefixes, suffixes, plan)
+            let hir = translate(source, ast, true).map_err(|error| invalid(source, error))?;
+            (prefixes, suffixes, plan, trim_end(hir))
         };
-        let hir = translate(source, ast, true).map_err(failed)?;
         let forward = lazy_dfa(&hir, false).map_err(failed)?;
         let reverse = match plan {
             Plan::Suffix => Some(Box::new(lazy_dfa(&hir, true).map_err(failed)?)),
@@ -308,17 +393,16 @@ fn draft(pattern: usize, source: &str) -> Result<Vec<Draft>, BuildError> {
 }
 
 impl PatternSet {
-    /// Cuts and compiles every pattern and builds the literal automaton.
-    /// Patterns are assumed to have passed `check_pattern`.
-    pub fn build(sources: Vec<String>) -> Result<PatternSet, BuildError> {
-        let drafts = crate::parallel::on_every_core(sources.len(), |pattern| draft(pattern, &sources[pattern]));
+    /// Numbers every pattern's pieces (`drafts`, in the order of
+    /// `sources`) and builds the literal automaton over their literals.
+    pub(super) fn assemble(sources: Vec<String>, drafts: Vec<Vec<Draft>>) -> Result<PatternSet, BuildError> {
         // Sized exactly: kept for the process's life, 752 bytes a piece.
-        let mut pieces = Vec::with_capacity(drafts.iter().flatten().map(Vec::len).sum());
+        let mut pieces = Vec::with_capacity(drafts.iter().map(Vec::len).sum());
         // Each literal once, with what it is to every piece.
         let mut roles_of: BTreeMap<Vec<u8>, Vec<Role>> = BTreeMap::new();
         let mut everywhere = Vec::new();
         for draft in drafts {
-            for Draft { piece: compiled, prefixes, suffixes } in draft? {
+            for Draft { piece: compiled, prefixes, suffixes } in draft {
                 let piece = pieces.len() as u32;
                 let tagged = prefixes.into_iter().map(|literal| (literal, false));
                 for (literal, suffix) in tagged.chain(suffixes.into_iter().map(|literal| (literal, true))) {
@@ -525,7 +609,12 @@ mod tests {
     use super::*;
 
     fn set(sources: &[&str]) -> PatternSet {
-        PatternSet::build(sources.iter().map(|source| source.to_string()).collect()).unwrap()
+        let drafts = sources
+            .iter()
+            .enumerate()
+            .map(|(pattern, source)| draft(pattern, source, parse(source).unwrap()).unwrap())
+            .collect();
+        PatternSet::assemble(sources.iter().map(|source| source.to_string()).collect(), drafts).unwrap()
     }
 
     fn cut(source: &str) -> Vec<&str> {
@@ -556,6 +645,10 @@ mod tests {
             r"backup.{0,10}icloud|\d+\w*x",
             r"ab|b",
             r"backup",
+            // Trimmed: what matches may end with but need not.
+            r"(low power|charg\w*).{0,20}(backup|sauvegard\w*)",
+            r"up(load\w*|dat(e|ing)?)+",
+            r"(\d+ ?gb|room)\b",
         ];
         let patterns = set(&sources);
         let regexes: Vec<Regex> = sources.iter().map(|source| compile(source).unwrap()).collect();
@@ -574,6 +667,13 @@ mod tests {
             "b",
             "7",
             "",
+            "charging, then sauvegarde",
+            "low power mode stopped the backups",
+            "charge it. sauvegarde",
+            "uploading updates",
+            "updat",
+            "12 gbx room",
+            "12 gb",
         ] {
             let expected: Vec<usize> =
                 (0..sources.len()).filter(|&index| regexes[index].is_match(text.as_bytes())).collect();
@@ -583,12 +683,35 @@ mod tests {
 
     #[test]
     fn plans_follow_the_literals() {
-        let patterns = set(&[r"icloud\w*", r"\d+ ?gb", r"wi-?fi.{0,20}backup", r"\d+\w*"]);
+        let patterns = set(&[r"icloud\w*\d", r"\d+ ?gb", r"wi-?fi.{0,20}backup", r"\d+\w*", r"icloud\w*"]);
         let plans: Vec<Plan> = patterns.pieces.iter().map(|piece| piece.plan).collect();
         assert_eq!(
             plans,
-            [Plan::Prefix, Plan::Suffix, Plan::Between { min: 10, max: 31 }, Plan::Everywhere],
+            [
+                Plan::Prefix,
+                Plan::Suffix,
+                Plan::Between { min: 10, max: 31 },
+                Plan::Everywhere,
+                // Its `\w*` may match nothing: every match starts with "icloud".
+                Plan::Between { min: 6, max: 6 },
+            ],
             "{patterns:?}"
         );
+    }
+
+    #[test]
+    fn trimming_drops_only_what_may_match_nothing() {
+        let hir = |source: &str| translate(source, &ast::parse::Parser::new().parse(source).unwrap(), false).unwrap();
+        for (source, trimmed) in [
+            (r"backup\w*", "backup"),
+            (r"(sync|upload\w*)", "sync|upload"),
+            (r"a(b|c*)", "a"),
+            (r"ab{3,5}", "ab{2}b"),
+            (r"a(bc)+", "abc"),
+            (r"ab?\b", r"ab?\b"),
+            (r"a\bb*", r"a\b"),
+        ] {
+            assert_eq!(trim_end(hir(source)), hir(trimmed), "{source}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 use std::ops::Range;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex_automata::meta::Regex;
 
 use super::Kind;
 use super::checks::*;
@@ -19,6 +19,8 @@ type Check = fn(&str, Range<usize>) -> Option<Range<usize>>;
 /// One shape of one kind of personal data.
 pub(super) struct Rule {
     pub(super) kind: Kind,
+    /// Run with the caller's cache (`redact`), so one message takes one
+    /// thread's caches for every rule at once, not each rule's own in turn.
     pub(super) regex: Regex,
     /// Capture group holding the part to replace; 0 for the whole match.
     pub(super) group: usize,
@@ -29,6 +31,8 @@ pub(super) struct Rule {
 /// word boundaries in non-ASCII text (every accented message), and an ASCII
 /// boundary is what the shapes mean anyway. No pattern here writes `\\b`.
 fn rule(kind: Kind, pattern: &str, group: usize, check: Check) -> Rule {
+    // A literal backslash before `b` would be rewritten too.
+    debug_assert!(!pattern.contains(r"\\b"), "{pattern}");
     let pattern = pattern.replace(r"\b", r"(?-u:\b)");
     Rule { kind, regex: Regex::new(&pattern).unwrap(), group, check }
 }
@@ -246,10 +250,7 @@ mod tests {
 
     #[test]
     fn every_rule_compiles_with_ascii_boundaries() {
+        // Building the rules checks each (`rule`'s debug assertion).
         assert!(RULES.len() > 30);
-        for rule in RULES.iter() {
-            // A literal backslash before `b` would have been rewritten too.
-            assert!(!rule.regex.as_str().contains(r"\\(?-u:\b)"), "{}", rule.regex.as_str());
-        }
     }
 }

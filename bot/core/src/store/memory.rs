@@ -59,12 +59,16 @@ impl Store for MemoryStore {
                 MemoryReceipt { at: receipt.at, subject: receipt.subject, delivery: Some(receipt.delivery.to_owned()) };
             inner.receipts.insert(receipt.id.to_owned(), stored);
         }
-        match change.case {
-            Some(case) => {
-                let version = current.map_or(1, |version| version + 1);
-                inner.cases.insert(key.clone(), Stored { case: case.clone(), version });
+        match (change.case, inner.cases.get_mut(key)) {
+            // Replaced in place: the key is neither copied nor hashed again.
+            (Some(case), Some(stored)) => {
+                stored.case.clone_from(case);
+                stored.version += 1;
             }
-            None => {
+            (Some(case), None) => {
+                inner.cases.insert(key.clone(), Stored { case: case.clone(), version: 1 });
+            }
+            (None, _) => {
                 inner.cases.remove(key);
             }
         }
