@@ -11,7 +11,7 @@ use super::raw::{RawChoice, RawFlow, RawStep};
 use super::{Choice, Flow, FlowErrors, Flows, Goto, MAX_BUTTONS, MAX_CHOICES, Problems, Step};
 use crate::flow::Platform;
 use crate::markup::Template;
-use crate::matcher::{Compiled, Matcher, Owner, PatternSpec, Verdict};
+use crate::matcher::{BuildError, Compiled, Matcher, Owner, PatternSpec, Verdict};
 use crate::yaml::{self, Spanned, line_of};
 
 /// The text of one flow file and the path it is reported under.
@@ -252,9 +252,17 @@ pub(super) fn from_sources(mut sources: Vec<Source>) -> Result<Flows, FlowErrors
     let (Some(bot), Some(locales), Some(matcher), 0) = (bot, locales, matcher, problems.count()) else {
         return Err(FlowErrors(problems.all));
     };
+    // Each pattern compiled on its own above; what is left to fail is the
+    // automaton over all their literals, or a pattern's capturing regex.
     let mut matcher = matcher.map_err(|error| {
         problems.set_file(&dir);
-        problems.push(0, format!("the patterns together are too large to compile: {error}"));
+        problems.push(
+            0,
+            match error {
+                BuildError::Literals(_) => format!("the patterns together are too large to compile: {error}"),
+                BuildError::Pattern { .. } => error.to_string(),
+            },
+        );
         FlowErrors(std::mem::take(&mut problems.all))
     })?;
     check_examples(&parsed, &matcher, &mut problems);

@@ -50,11 +50,11 @@ const MAX_LITERALS: [usize; 3] = [16, 64, 256];
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// A pattern did not compile.
-    #[error("regex `{pattern}`: {reason}")]
+    #[error("{reason}")]
     Pattern {
         /// The pattern.
         pattern: String,
-        /// What failed.
+        /// What failed, quoting the pattern.
         reason: String,
     },
     /// The literal automaton could not be built.
@@ -245,9 +245,8 @@ fn translate(source: &str, ast: &Ast, ignore_case: bool) -> Result<Hir, regex_sy
 /// Whether a match starts at a place is all a piece is asked, and every
 /// match of `hir` starting there begins with a match of the trimmed form,
 /// which extends to one of `hir` by matching the rest empty. Trimmed, a
-/// piece's matches end in the literals a `\w*` hid (it then waits for one
-/// instead of running from every prefix to its full length), and its
-/// automaton is smaller.
+/// piece's matches end in the literals a `\w*` hid: it then waits for one
+/// instead of running from every prefix to its full length.
 fn trim_end(hir: Hir) -> Hir {
     match hir.into_kind() {
         HirKind::Repetition(Repetition { min: 0, .. }) => Hir::empty(),
@@ -336,7 +335,9 @@ fn invalid(source: &str, error: impl std::fmt::Display) -> String {
 
 /// Parses `source` and cuts it into pieces. Case does not change whether a
 /// pattern parses or what lengths it matches, so the checks read the pieces
-/// minding case, which translates several times faster than ignoring it.
+/// minding case, which translates several times faster than ignoring it
+/// (and which their literals need); a pattern that sets flags is read whole,
+/// ignoring case, as its automaton runs.
 pub(super) fn parse(source: &str) -> Result<Parsed, String> {
     let ast = ast::parse::Parser::new().parse(source).map_err(|error| invalid(source, error))?;
     let flags = sets_flags(source);
@@ -357,8 +358,12 @@ pub(super) fn draft(pattern: usize, source: &str, parsed: Parsed) -> Result<Vec<
     let Parsed { ast, flags, pieces } = parsed;
     let mut drafts = Vec::with_capacity(pieces.len());
     for (written, ast) in pieces.into_iter().zip(branches(source, &ast)) {
-        // Literals come from the piece as written (case-sensitive), and the
-        // automaton matches them ignoring ASCII case, as the DFA does.
+        // Literals come from the piece as written (case-sensitive), trimmed,
+        // and the automaton matches them ignoring ASCII case, as the DFA
+        // does. The DFA itself is not trimmed: its earliest match ends where
+        // the trimmed form's does, and every match of the trimmed form
+        // ending at a suffix is one of the whole piece, so a reverse run from
+        // there finds it whatever the two translations make of the rest.
         let (prefixes, suffixes, plan, hir) = if flags {
             (None, None, Plan::Everywhere, written)
         } else {
@@ -376,7 +381,7 @@ pub(super) fn draft(pattern: usize, source: &str, parsed: Parsed) -> Result<Vec<
                 (None, None) => Plan::Everywhere,
             };
             let hir = translate(source, ast, true).map_err(|error| invalid(source, error))?;
-            (prefixes, suffixes, plan, trim_end(hir))
+            (prefixes, suffixes, plan, hir)
         };
         let forward = lazy_dfa(&hir, false).map_err(failed)?;
         let reverse = match plan {

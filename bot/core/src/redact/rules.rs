@@ -32,7 +32,7 @@ pub(super) struct Rule {
 /// boundary is what the shapes mean anyway. No pattern here writes `\\b`.
 fn rule(kind: Kind, pattern: &str, group: usize, check: Check) -> Rule {
     // A literal backslash before `b` would be rewritten too.
-    debug_assert!(!pattern.contains(r"\\b"), "{pattern}");
+    assert!(!pattern.contains(r"\\b"), "{pattern}");
     let pattern = pattern.replace(r"\b", r"(?-u:\b)");
     Rule { kind, regex: Regex::new(&pattern).unwrap(), group, check }
 }
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn every_rule_compiles_with_ascii_boundaries() {
-        // Building the rules checks each (`rule`'s debug assertion).
+        // Building the rules checks each (`rule`'s assertion).
         assert!(RULES.len() > 30);
     }
 }
