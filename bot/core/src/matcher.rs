@@ -191,7 +191,7 @@ impl Matcher {
             let regex = match has_names {
                 true => Some(patterns::compile(&spec.source).map_err(|error| BuildError::Pattern {
                     pattern: spec.source.clone(),
-                    reason: format!("regex `{}` cannot be compiled: {error}", spec.source),
+                    reason: patterns::uncompilable(&spec.source, error),
                 })?),
                 false => None,
             };

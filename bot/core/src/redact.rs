@@ -113,19 +113,16 @@ pub fn redact(text: &str) -> Redacted {
         // Every match, left to right, as `Regex::captures_iter` gives them;
         // capture groups are only asked for where a rule needs one.
         let mut matches = Searcher::new(Input::new(text));
-        loop {
+        while let Some(whole) = matches.advance(|input| match rule.group {
+            0 => Ok(rule.regex.search_with(cache, input)),
+            _ => {
+                rule.regex.search_captures_with(cache, input, captures);
+                Ok(captures.get_match())
+            }
+        }) {
             let part = match rule.group {
-                0 => match matches.advance(|input| Ok(rule.regex.search_with(cache, input))) {
-                    Some(whole) => Some(whole.range()),
-                    None => break,
-                },
-                group => match matches.advance(|input| {
-                    rule.regex.search_captures_with(cache, input, captures);
-                    Ok(captures.get_match())
-                }) {
-                    Some(_) => captures.get_group(group).map(|span| span.range()),
-                    None => break,
-                },
+                0 => Some(whole.range()),
+                group => captures.get_group(group).map(|span| span.range()),
             };
             let Some(range) = part.and_then(|part| (rule.check)(text, part)) else { continue };
             if range.is_empty() || overlaps(&found, &range) {

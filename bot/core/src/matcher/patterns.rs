@@ -351,10 +351,15 @@ pub(super) fn parse(source: &str) -> Result<Parsed, String> {
     Ok(Parsed { ast, flags, pieces })
 }
 
+/// Why `source`, which parses, cannot be compiled (past a size limit).
+pub(super) fn uncompilable(source: &str, reason: impl std::fmt::Display) -> String {
+    format!("regex `{source}` cannot be compiled: {reason}")
+}
+
 /// Compiles each piece of pattern `pattern` (`source`, parsed), or says why
 /// it cannot be.
 pub(super) fn draft(pattern: usize, source: &str, parsed: Parsed) -> Result<Vec<Draft>, String> {
-    let failed = |reason: String| format!("regex `{source}` cannot be compiled: {reason}");
+    let failed = |reason: String| uncompilable(source, reason);
     let Parsed { ast, flags, pieces } = parsed;
     let mut drafts = Vec::with_capacity(pieces.len());
     for (written, ast) in pieces.into_iter().zip(branches(source, &ast)) {
